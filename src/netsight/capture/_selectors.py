@@ -1,0 +1,174 @@
+"""Resolve layer selectors (paths, globs, types, predicates, modules) against ``named_modules()``.
+
+Globs work segment by segment on dotted paths: ``*`` matches within one segment (``blocks.*.attn``,
+``layer*.0.conv1``), ``**`` matches any number of segments (``**.conv1``, ``features.**``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Union
+
+from torch import nn
+
+from ..errors import ArgumentError, CaptureError, SelectorError, closest
+
+Predicate = Callable[[str, nn.Module], bool]
+Selector = Union[str, type[nn.Module], nn.Module, Predicate]
+Layers = Union[Selector, Sequence[Selector], None]
+
+_WRAPPERS = ("DataParallel", "DistributedDataParallel", "FullyShardedDataParallel")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model whose module paths name layers: inside DataParallel/DDP (no ``module.`` prefix).
+
+    Refuses a ``torch.compile``d model, whose compiled code would run without the hooks.
+    """
+    if not isinstance(model, nn.Module):
+        raise ArgumentError(
+            f"model: expected a torch.nn.Module, got {type(model).__name__}. "
+            "Pass the network itself (an nn.Module instance)."
+        )
+    while type(model).__name__ in _WRAPPERS and isinstance(getattr(model, "module", None), nn.Module):
+        model = model.module
+    for name, module in model.named_modules():
+        compiled = type(module).__name__ == "OptimizedModule" or (
+            getattr(module, "_compiled_call_impl", None) is not None
+        )
+        if compiled:
+            where = f"submodule {name!r}" if name else "the model"
+            raise CaptureError(
+                f"model: {where} is compiled with torch.compile, and compiled code does not run "
+                "netsight's hooks, so a capture would be silently wrong. Capture the original module "
+                "instead (`model._orig_mod` for torch.compile(model)), or compile after capturing."
+            )
+    return model
+
+
+def strip_prefix(name: str) -> str:
+    """A path without the ``module.`` prefixes that DataParallel/DDP add."""
+    while name.startswith("module."):
+        name = name[len("module.") :]
+    return name
+
+
+@lru_cache(maxsize=512)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**", i):
+            # '**.' at a segment start matches zero or more whole segments
+            if pattern.startswith("**.", i):
+                out.append(r"(?:[^.]+\.)*")
+                i += 3
+                continue
+            out.append(r".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append(r"[^.]*")
+        elif c == "?":
+            out.append(r"[^.]")
+        elif c == "[":
+            j = pattern.find("]", i)
+            if j == -1:
+                out.append(re.escape(c))
+            else:
+                out.append(pattern[i : j + 1])
+                i = j + 1
+                continue
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("^" + "".join(out) + "$")
+
+
+def is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """True when the dotted path ``name`` matches ``pattern`` (segment-wise glob)."""
+    return bool(_glob_regex(pattern).match(name))
+
+
+def _describe(sel: object) -> str:
+    if isinstance(sel, type):
+        return sel.__name__
+    return repr(sel)
+
+
+def resolve(model: nn.Module, layers: Layers = None, *, argument: str = "layers") -> list[tuple[str, nn.Module]]:
+    """The ``(path, module)`` pairs that ``layers`` selects, in ``named_modules()`` order.
+
+    ``None`` selects every leaf module (one with no children). Each selector must match at least one
+    module; a miss raises :class:`SelectorError` naming the nearest paths.
+    """
+    named = [(n, m) for n, m in model.named_modules() if n]
+    if not named:
+        named = [("", model)]
+    if layers is None:
+        return [(n, m) for n, m in named if not any(True for _ in m.children())] or named
+    selectors: Sequence[Selector]
+    if isinstance(layers, (str, type, nn.Module)) or (callable(layers) and not isinstance(layers, Sequence)):
+        selectors = [layers]  # type: ignore[list-item]
+    elif isinstance(layers, Sequence):
+        selectors = list(layers)
+        if not selectors:
+            raise SelectorError(f"{argument}: got an empty list. Pass None for every leaf module.")
+    else:
+        raise ArgumentError(
+            f"{argument}: cannot select layers with {type(layers).__name__} {layers!r}. Pass a module "
+            "path ('layer4.1.conv2'), a glob ('blocks.*.attn'), a module type (nn.Conv2d), a predicate "
+            "(lambda name, module: ...), or a list of them."
+        )
+    names = [n for n, _ in named]
+    chosen: set[str] = set()
+    for sel in selectors:
+        hits = _match(named, sel, argument)
+        if not hits:
+            if isinstance(sel, str):
+                key = strip_prefix(sel)
+                near = closest(key.replace("*", ""), names) if is_glob(key) else closest(key, names)
+                hint = f" Nearest: {', '.join(near)}." if near else ""
+                kind = "glob" if is_glob(key) else "path"
+                raise SelectorError(
+                    f"{argument}: the {kind} {sel!r} matches no module of {type(model).__name__}.{hint} "
+                    "See the paths with `[n for n, _ in model.named_modules()]`."
+                )
+            types = sorted({type(m).__name__ for _, m in named})
+            raise SelectorError(
+                f"{argument}: {_describe(sel)} matches no module of {type(model).__name__}. "
+                f"Module types present: {', '.join(types[:12])}{' ...' if len(types) > 12 else ''}."
+            )
+        chosen.update(hits)
+    return [(n, m) for n, m in named if n in chosen]
+
+
+def _match(named: list[tuple[str, nn.Module]], sel: Selector, argument: str) -> list[str]:
+    if isinstance(sel, str):
+        key = strip_prefix(sel)
+        if is_glob(key):
+            rx = _glob_regex(key)
+            return [n for n, _ in named if rx.match(n)]
+        return [n for n, _ in named if n == key]
+    if isinstance(sel, type):
+        if not issubclass(sel, nn.Module):
+            raise ArgumentError(
+                f"{argument}: the type {sel.__name__} is not an nn.Module subclass. Pass a module type "
+                "such as nn.Conv2d."
+            )
+        return [n for n, m in named if isinstance(m, sel)]
+    if isinstance(sel, nn.Module):
+        return [n for n, m in named if m is sel]
+    if callable(sel):
+        return [n for n, m in named if sel(n, m)]
+    raise ArgumentError(
+        f"{argument}: cannot select layers with {type(sel).__name__} {sel!r}. Pass a path, a glob, a "
+        "module type, a module or a predicate."
+    )

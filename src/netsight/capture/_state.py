@@ -1,0 +1,77 @@
+"""Snapshots of what a capture or an explanation may touch, and their exact restoration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """Every submodule's ``training`` flag and every parameter's ``requires_grad``, by identity."""
+
+    training: tuple[tuple[nn.Module, bool], ...]
+    requires_grad: tuple[tuple[nn.Parameter, bool], ...]
+
+    @classmethod
+    def of(cls, model: nn.Module) -> ModelState:
+        mods = tuple((m, m.training) for m in model.modules())
+        params = tuple((p, p.requires_grad) for p in model.parameters())
+        return cls(mods, params)
+
+    def restore(self) -> None:
+        for module, flag in self.training:
+            module.training = flag
+        for param, flag in self.requires_grad:
+            if param.requires_grad != flag:
+                param.requires_grad_(flag)
+
+    def differences(self, model: nn.Module) -> list[str]:
+        """What changed since the snapshot, in words; empty when nothing did."""
+        names = {id(m): n for n, m in model.named_modules()}
+        pnames = {id(p): n for n, p in model.named_parameters()}
+        out = [
+            f"{names.get(id(m), '?')}.training: {flag} -> {m.training}"
+            for m, flag in self.training
+            if m.training != flag
+        ]
+        out += [
+            f"{pnames.get(id(p), '?')}.requires_grad: {flag} -> {p.requires_grad}"
+            for p, flag in self.requires_grad
+            if p.requires_grad != flag
+        ]
+        return out
+
+
+@contextmanager
+def preserved_state(model: nn.Module) -> Iterator[ModelState]:
+    """Restore every ``training`` flag and ``requires_grad`` of ``model`` on exit, whatever happened."""
+    state = ModelState.of(model)
+    try:
+        yield state
+    finally:
+        state.restore()
+
+
+def hooks_on(model: nn.Module) -> dict[str, int]:
+    """Count the hooks on every submodule of ``model``, by module path; empty when there are none.
+
+    Counts forward, forward-pre, backward and backward-pre hooks (also the ``with_kwargs`` kind) and
+    the ``state_dict`` hooks are ignored. Tests and users use it to check nothing was left behind.
+    """
+    found: dict[str, int] = {}
+    for name, module in model.named_modules():
+        n = 0
+        for attr in (
+            "_forward_hooks",
+            "_forward_pre_hooks",
+            "_backward_hooks",
+            "_backward_pre_hooks",
+        ):
+            n += len(getattr(module, attr, {}) or {})
+        if n:
+            found[name or "<root>"] = n
+    return found

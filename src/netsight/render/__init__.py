@@ -1,0 +1,17 @@
+"""Pictures from tensors: heatmaps, overlays, feature grids, PNG encoding. Torch on the device."""
+
+from ._colormaps import apply_cmap
+from ._images import as_images, feature_grid, heatmap, normalize, overlay, to_uint8
+from ._png import save_png, to_png
+
+__all__ = [
+    "apply_cmap",
+    "as_images",
+    "feature_grid",
+    "heatmap",
+    "normalize",
+    "overlay",
+    "save_png",
+    "to_png",
+    "to_uint8",
+]
