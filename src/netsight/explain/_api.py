@@ -1,0 +1,68 @@
+"""``ns.explain``: resolve the method, check the options, run it, leave the model as it was."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from netsight.capture import preserved_state
+from netsight.errors import ArgumentError, closest
+
+from ._common import TargetSpec, check_inputs
+from ._explanation import Explanation
+from ._registry import get_method
+
+__all__ = ["explain"]
+
+
+def _check_options(method: str, fn: Any, options: dict[str, Any]) -> None:
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "layer"]
+    for key in options:
+        if key not in known:
+            near = closest(key, known)
+            hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+            raise ArgumentError(
+                f"{key}: {method} has no option {key!r}.{hint} Its options: {', '.join(known) or 'none'}."
+            )
+
+
+def explain(
+    model: nn.Module,
+    inputs: Any,
+    target: TargetSpec = None,
+    method: str = "saliency",
+    layer: str | None = None,
+    **options: Any,
+) -> Explanation:
+    """Explain ``model``'s prediction on ``inputs`` with a registered ``method``.
+
+    ::
+
+        ex = ns.explain(model, x, target=3, method="grad_cam")
+        ex.attributions            # [B, 1, H, W] for layer methods, x's shape for input methods
+        ex.overlay(x)              # uint8 [B, H, W, 3]
+
+    Args:
+        model: any ``nn.Module``; its mode (train/eval) is kept, and every flag, hook and patch is as
+            it was afterwards, also when the method raises.
+        inputs: a batch ``[B, ...]`` on the model's device; the method runs on that device.
+        target: an int class, one class per sample (sequence or tensor ``[B]``), a callable
+            ``output -> tensor [B]``, or ``None`` for the predicted class.
+        method: a name from :func:`list_methods` (a miss suggests the nearest names).
+        layer: for layer methods, a module path (default: found automatically, see
+            :func:`netsight.explain._common.default_layer`).
+        options: the method's options (``steps=``, ``baseline=``, ``max_batch=``, ``progress=``...).
+    """
+    info = get_method(method)
+    if not isinstance(model, nn.Module):
+        raise ArgumentError(f"model: expected a torch.nn.Module, got {type(model).__name__}.")
+    if info.inputs == "image":
+        check_inputs(inputs, floating=info.kind in ("gradient", "layer"))
+    _check_options(info.name, info.fn, options)
+    with preserved_state(model):
+        return info.fn(model, inputs, target, layer=layer, **options)

@@ -1,0 +1,101 @@
+"""What the class activation map (CAM) methods share: one pass to a layer, a weighting, a map.
+
+Each CAM file defines only how it weighs the layer's activations ``A`` ``[N, K, h, w]`` with the
+gradient ``G = ∂y_c/∂A`` (same shape); :func:`run_cam` does the rest: the default layer, the batched
+passes (one forward, and one backward that stops at the layer), ReLU, upsampling to the input's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from netsight.capture import resolve, unwrap
+
+from ._common import (
+    TargetSpec,
+    check_inputs,
+    chunk_size,
+    default_layer,
+    layer_pass,
+    prepare_target,
+    resolve_chunk,
+    resolved,
+    score,
+    session,
+    to_grid,
+    upsample,
+    with_target,
+)
+from ._explanation import Explanation
+
+Weigh = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (A, G) -> map [N, 1, h, w]
+
+
+def pick_layer(model: nn.Module, x: torch.Tensor, layer: str | None) -> str:
+    """``layer`` checked against the model (a miss names the nearest paths), or the default layer."""
+    if layer is None:
+        return default_layer(model, x)
+    if not isinstance(layer, str):
+        ((name, _),) = resolve(unwrap(model), layer, argument="layer")[:1]
+        return name
+    resolve(unwrap(model), layer, argument="layer")
+    return layer
+
+
+def run_cam(  # noqa: PLR0917 - internal helper, called positionally by each CAM file
+    method: str,
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: TargetSpec,
+    layer: str | None,
+    weigh: Weigh,
+    *,
+    relu: bool = True,
+    gradients: bool = True,
+    max_batch: int | None = None,
+    progress: bool = False,
+    options: Mapping[str, Any] | None = None,
+) -> Explanation:
+    """Run a CAM method: ``map = weigh(A, ∂y_c/∂A)``, ReLU'd (``relu``), upsampled to the input.
+
+    ``gradients=False`` skips the backward pass (Eigen-CAM needs the activations only).
+    """
+    x = check_inputs(inputs)
+    name = pick_layer(model, x, layer)
+    t = prepare_target(target, x.shape[0], x.device)
+    hw = (x.shape[-2], x.shape[-1])
+
+    with session(model) as s:
+        chunk = chunk_size(model, x, max_batch=max_batch, backward=gradients)
+
+        def one(xc: torch.Tensor, tc: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            lp = layer_pass(s.hooks, model, name, xc, grad=gradients)
+            tt = resolve_chunk(lp.output, tc)
+            a = to_grid(lp.leaf.detach(), hw)  # [N, K, h, w]
+            if gradients:
+                sc = score(lp.output, tt)
+                (g,) = torch.autograd.grad(sc.sum(), lp.leaf)
+                cam = weigh(a, to_grid(g, hw))
+            else:
+                cam = weigh(a, torch.zeros(0, device=a.device))
+            classes = tt if isinstance(tt, torch.Tensor) else torch.full((xc.shape[0],), -1, device=xc.device)
+            return cam.detach(), classes
+
+        raw, classes = with_target(one, x, t, chunk=chunk, progress=progress, desc=method)
+    if relu:
+        raw = torch.relu(raw)
+    return Explanation(
+        attributions=upsample(raw, hw),
+        method=method,
+        target=resolved(t, classes),
+        layer=name,
+        meta={
+            "raw": raw,
+            "options": {"relu": relu, "max_batch": max_batch, **(options or {})},
+            "passes": s.calls,
+        },
+    )

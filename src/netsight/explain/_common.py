@@ -1,0 +1,630 @@
+"""Shared machinery of the explain methods: targets, scores, chunking, layers, sessions.
+
+Methods use these and never their own copies (ARCHITECTURE.md): one place resolves a ``target``, one
+sizes chunks to the memory it finds, one runs batched passes, one finds the default layer and turns a
+ViT's tokens into a map.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812 - the conventional name
+
+from netsight.capture import Hooks, resolve, unwrap
+from netsight.errors import ArgumentError, ExplainError, TargetError
+
+__all__ = [
+    "LayerPass",
+    "Session",
+    "Target",
+    "batched",
+    "check_inputs",
+    "chunk_size",
+    "default_layer",
+    "forward_scores",
+    "free_bytes",
+    "input_gradients",
+    "layer_pass",
+    "logits",
+    "no_layer",
+    "prepare_target",
+    "probe",
+    "resolve_chunk",
+    "resolve_target",
+    "resolved",
+    "score",
+    "session",
+    "take_target",
+    "to_grid",
+    "upsample",
+    "with_target",
+]
+
+TargetSpec = int | Sequence[int] | torch.Tensor | Callable[[Any], torch.Tensor] | None
+#: A resolved target: per-sample classes ``[B]`` (long, on the output's device) or a callable.
+Target = torch.Tensor | Callable[[Any], torch.Tensor]
+
+
+# -- inputs, outputs and targets -------------------------------------------------------------------
+def check_inputs(inputs: Any, *, floating: bool = True) -> torch.Tensor:
+    """``inputs`` as a batched tensor ``[B, ...]``; a clear error otherwise."""
+    if not isinstance(inputs, torch.Tensor):
+        raise ArgumentError(
+            f"inputs: expected a torch.Tensor batch [B, ...], got {type(inputs).__name__}. "
+            "Stack your samples with torch.stack(...)."
+        )
+    if inputs.dim() < 2:
+        raise ArgumentError(
+            f"inputs: expected a batch [B, ...] with at least 2 dimensions, got shape {tuple(inputs.shape)}. "
+            "Add a batch dimension with x.unsqueeze(0)."
+        )
+    if floating and not inputs.is_floating_point():
+        raise ArgumentError(
+            f"inputs: this method differentiates with respect to the input, which needs a floating "
+            f"tensor; got dtype {inputs.dtype}. Pass x.float(), or use a perturbation method."
+        )
+    return inputs
+
+
+def logits(output: Any) -> torch.Tensor:
+    """The class scores ``[B, C]`` in a model's output: a tensor, ``.logits``, or a tuple's first item."""
+    if isinstance(output, torch.Tensor):
+        out = output
+    elif hasattr(output, "logits") and isinstance(output.logits, torch.Tensor):
+        out = output.logits
+    elif isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        out = output[0]
+    elif isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor):
+        out = output["logits"]
+    else:
+        raise ExplainError(
+            f"the model returned {type(output).__name__}, with no class scores to explain. Return a "
+            "tensor [B, C] (or an object with .logits), or pass a callable target that picks the score."
+        )
+    if out.dim() == 1:
+        out = out[:, None]
+    if out.dim() != 2:
+        raise ExplainError(
+            f"the model's output has shape {tuple(out.shape)}; a class target needs scores [B, C]. "
+            "Pass a callable target (output -> tensor [B]) that picks what to explain."
+        )
+    return out
+
+
+def resolve_target(output: Any, target: TargetSpec) -> Target:
+    """Turn a ``target`` into per-sample classes ``[B]`` (or keep a callable), checking the range.
+
+    ``int``: the same class for every sample; a sequence or tensor: one class per sample; ``None``: the
+    predicted class (argmax); a callable: ``target(output) -> tensor [B]`` picks the score itself.
+    """
+    if callable(target) and not isinstance(target, torch.Tensor):
+        return target
+    scores = logits(output)
+    b, c = scores.shape
+    if target is None:
+        return scores.detach().argmax(dim=1)
+    if isinstance(target, bool):
+        raise TargetError(f"target: got the bool {target}; pass a class index in 0..{c - 1}.")
+    if isinstance(target, int):
+        t = torch.full((b,), target, dtype=torch.long, device=scores.device)
+        shown: Any = target
+    elif isinstance(target, torch.Tensor):
+        if target.is_floating_point() or target.is_complex():
+            raise TargetError(
+                f"target: expected integer class indices, got a {target.dtype} tensor. Pass "
+                "target.long() (or the argmax of scores)."
+            )
+        t = target.reshape(-1).to(device=scores.device, dtype=torch.long)
+        if target.dim() == 0:
+            t = t.expand(b)
+        shown = target.tolist()
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in target):
+            raise TargetError(f"target: expected a sequence of class indices (ints), got {list(target)!r}.")
+        t = torch.tensor(list(target), dtype=torch.long, device=scores.device)
+        shown = list(target)
+    else:
+        raise TargetError(
+            f"target: cannot use {type(target).__name__} {target!r}. Pass an int class, one class per "
+            "sample (list or tensor), a callable output -> tensor [B], or None for the predicted class."
+        )
+    if t.numel() != b:
+        raise TargetError(
+            f"target: got {t.numel()} classes {shown!r} for a batch of {b} samples. Pass one class per "
+            "sample, or a single int for all of them."
+        )
+    bad = (t < 0) | (t >= c)
+    if bool(bad.any()):
+        value = t[bad][0].item()
+        raise TargetError(
+            f"target: class {value} is out of range for an output with {c} classes; valid classes are "
+            f"0..{c - 1}."
+        )
+    return t
+
+
+_PREDICTED = -1  # internal marker in a prepared target: "the predicted class of this sample"
+
+
+def prepare_target(target: TargetSpec, batch: int, device: torch.device) -> Target:
+    """Check ``target`` against the batch size before any pass, and make it sliceable per chunk.
+
+    Returns a callable unchanged, or a long tensor ``[B]`` in which ``-1`` stands for "the predicted
+    class" (from ``None``); :func:`resolve_chunk` turns a slice of it into classes once the output of
+    that chunk is known (and checks the class range then).
+    """
+    if callable(target) and not isinstance(target, torch.Tensor):
+        return target
+    if target is None:
+        return torch.full((batch,), _PREDICTED, dtype=torch.long, device=device)
+    if isinstance(target, bool):
+        raise TargetError(f"target: got the bool {target}; pass a class index (an int >= 0).")
+    if isinstance(target, int):
+        if target < 0:
+            raise TargetError(f"target: class {target} is negative; valid classes start at 0.")
+        return torch.full((batch,), target, dtype=torch.long, device=device)
+    if isinstance(target, torch.Tensor):
+        if target.is_floating_point() or target.is_complex():
+            raise TargetError(
+                f"target: expected integer class indices, got a {target.dtype} tensor. Pass target.long()."
+            )
+        t = target.reshape(-1).to(device=device, dtype=torch.long)
+        if target.dim() == 0:
+            t = t.expand(batch).clone()
+        shown: Any = target.tolist()
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in target):
+            raise TargetError(f"target: expected a sequence of class indices (ints), got {list(target)!r}.")
+        t = torch.tensor(list(target), dtype=torch.long, device=device)
+        shown = list(target)
+    else:
+        raise TargetError(
+            f"target: cannot use {type(target).__name__} {target!r}. Pass an int class, one class per "
+            "sample (list or tensor), a callable output -> tensor [B], or None for the predicted class."
+        )
+    if t.numel() != batch:
+        raise TargetError(
+            f"target: got {t.numel()} classes {shown!r} for a batch of {batch} samples. Pass one class "
+            "per sample, or a single int for all of them."
+        )
+    if bool((t < 0).any()):
+        raise TargetError(f"target: class {int(t[t < 0][0])} is negative; valid classes start at 0.")
+    return t
+
+
+def resolve_chunk(output: Any, target: Target) -> Target:
+    """Resolve a chunk of a prepared target against that chunk's output (predicted classes, range)."""
+    if not isinstance(target, torch.Tensor):
+        return target
+    scores = logits(output)
+    t = target.to(scores.device)
+    pred = t == _PREDICTED
+    if bool(pred.any()):
+        t = torch.where(pred, scores.detach().argmax(dim=1), t)
+    return resolve_target(scores, t)
+
+
+def resolved(target: Target, classes: torch.Tensor | None) -> torch.Tensor | None:
+    """What an Explanation reports as its target: the classes, or None for a callable."""
+    return classes if isinstance(target, torch.Tensor) else None
+
+
+def take_target(target: Target, index: slice | torch.Tensor) -> Target:
+    """The part of a resolved target that belongs to a chunk of samples."""
+    return target[index] if isinstance(target, torch.Tensor) else target
+
+
+def score(output: Any, target: Target) -> torch.Tensor:
+    """The score explained per sample ``[B]``: the target class's logit, or the callable's result."""
+    if isinstance(target, torch.Tensor):
+        scores = logits(output)
+        t = target.to(scores.device)
+        if t.numel() != scores.shape[0]:
+            raise TargetError(
+                f"target: {t.numel()} classes for {scores.shape[0]} outputs; pass one class per sample."
+            )
+        return scores.gather(1, t[:, None])[:, 0]
+    s = target(output)
+    if not isinstance(s, torch.Tensor) or s.dim() != 1:
+        got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+        raise TargetError(
+            f"target: the callable must return one score per sample, a tensor [B]; it returned {got}. "
+            "For example: target=lambda out: out[:, 3] - out[:, 5]."
+        )
+    return s
+
+
+def no_layer(method: str, layer: Any) -> None:
+    """Input-space methods take no layer; say so instead of ignoring it."""
+    if layer is not None:
+        raise ArgumentError(
+            f"layer: {method} attributes to the input, so layer={layer!r} has no meaning here. Pass "
+            "layer=None, or use a layer method (netsight.list_methods(kind='layer'))."
+        )
+
+
+# -- sessions ----------------------------------------------------------------------------------------
+@dataclass
+class Session:
+    """The hooks of one explanation, plus how many times the model was called."""
+
+    hooks: Hooks
+    calls: int = 0
+    samples: int = 0
+
+    def _count(self, module: nn.Module, args: Any) -> None:
+        self.calls += 1
+        first = args[0] if args else None
+        if isinstance(first, torch.Tensor) and first.dim() > 0:
+            self.samples += first.shape[0]
+
+
+@contextmanager
+def session(model: nn.Module, *, freeze: bool = True) -> Iterator[Session]:
+    """Open a :class:`Hooks` session on ``model`` that counts its calls.
+
+    ``freeze``: switch off ``requires_grad`` of every parameter while the session runs (restored on
+    exit): methods differentiate with respect to inputs or activations only, so the forward builds no
+    graph for the weights and no ``.grad`` is ever written into the user's model.
+    """
+    with Hooks(model) as hooks:
+        s = Session(hooks)
+        if freeze:
+            for p in model.parameters():
+                if p.requires_grad:
+                    hooks.set_requires_grad(p, False)
+        hooks.forward_pre(model, s._count)
+        yield s
+
+
+# -- chunking ----------------------------------------------------------------------------------------
+def free_bytes(device: torch.device) -> int:
+    """Memory free for new tensors on ``device``: CUDA's free memory, or the host's available RAM."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 2 << 30
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one forward of a single sample showed: every module's output shape, in finishing order."""
+
+    order: tuple[tuple[str, tuple[int, ...]], ...]
+    leaf_bytes: int  # bytes of every leaf module's output for one sample
+    leaves: frozenset[str] = field(default_factory=frozenset)
+
+
+_PROBES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], Probe]] = weakref.WeakKeyDictionary()
+
+
+def probe(model: nn.Module, example: torch.Tensor) -> Probe:
+    """Run one sample through ``model`` (eval mode, no grad) and record each module's output shape.
+
+    Cached per model and input shape, so repeated explanations pay for it once.
+    """
+    root = unwrap(model)
+    key = (tuple(example.shape[1:]), example.dtype, example.device.type)
+    cache = _PROBES.setdefault(root, {})
+    if key in cache:
+        return cache[key]
+    named = [(n, m) for n, m in root.named_modules() if n]
+    leaves = frozenset(n for n, m in named if not any(True for _ in m.children()))
+    order: list[tuple[str, tuple[int, ...]]] = []
+    total = [0]
+
+    def on(name: str, module: nn.Module, args: Any, out: Any) -> None:
+        t = out if isinstance(out, torch.Tensor) else _first_tensor(out)
+        if t is None:
+            return
+        order.append((name, tuple(t.shape)))
+        if name in leaves:
+            total[0] += t.numel() * t.element_size()
+
+    with Hooks(root) as hooks, torch.no_grad():
+        hooks.set_training(root, False)
+        for name, module in named:
+            hooks.forward(module, _bind(on, name))
+        root(example[:1])
+    result = Probe(tuple(order), int(total[0]), leaves)
+    cache[key] = result
+    return result
+
+
+def _bind(fn: Callable[..., None], name: str) -> Callable[..., None]:
+    def hook(module: nn.Module, args: Any, out: Any) -> None:
+        fn(name, module, args, out)
+
+    return hook
+
+
+def _first_tensor(out: Any) -> torch.Tensor | None:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    if hasattr(out, "last_hidden_state") and isinstance(out.last_hidden_state, torch.Tensor):
+        return out.last_hidden_state
+    return None
+
+
+_CPU_MAX_CHUNK = 256  # beyond this, bigger CPU batches buy no speed and only risk memory
+
+
+def chunk_size(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    per_item_bytes: int | None = None,
+    max_batch: int | None = None,
+    backward: bool = True,
+    fraction: float | None = None,
+) -> int:
+    """How many samples one pass may hold, sized to the memory free on the input's device.
+
+    ``per_item_bytes`` defaults to the bytes every leaf module outputs for one sample (one probe
+    forward, cached), doubled when the pass also runs backward (saved activations plus their
+    gradients), plus the input itself. The budget is a fraction of the free memory (60 % of CUDA's free
+    memory, 30 % of the host's available RAM). ``max_batch`` caps the result: a user override, never
+    needed to avoid running out of memory.
+    """
+    if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 1):
+        raise ArgumentError(f"max_batch: expected a positive int (samples per pass), got {max_batch!r}.")
+    dev = example_input.device
+    if per_item_bytes is None:
+        p = probe(model, example_input)
+        item = example_input[:1].numel() * example_input.element_size()
+        per_item_bytes = p.leaf_bytes * (2 if backward else 1) + 2 * item
+    per_item_bytes = max(int(per_item_bytes), 1)
+    frac = fraction if fraction is not None else (0.6 if dev.type == "cuda" else 0.3)
+    n = max(1, int(free_bytes(dev) * frac) // per_item_bytes)
+    if dev.type != "cuda":
+        n = min(n, _CPU_MAX_CHUNK)
+    if max_batch is not None:
+        n = min(n, max_batch)
+    return n
+
+
+def batched(
+    fn: Callable[..., Any],
+    inputs: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    chunk: int,
+    progress: bool = False,
+    desc: str = "explain",
+) -> Any:
+    """Run ``fn`` on ``chunk``-sized slices of ``inputs`` (one tensor, or several sharing dim 0) and
+    concatenate the results along dim 0; ``fn`` may return a tensor or a tuple of tensors.
+
+    ``progress`` shows a tqdm bar when tqdm is installed (silently none otherwise).
+    """
+    many = not isinstance(inputs, torch.Tensor)
+    parts: Sequence[torch.Tensor] = list(inputs) if many else [inputs]  # type: ignore[list-item]
+    n = parts[0].shape[0]
+    if chunk < 1:
+        raise ArgumentError(f"chunk: expected a positive number of samples per pass, got {chunk}.")
+    starts = range(0, n, chunk)
+    bar = None
+    if progress and len(starts) > 0:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, desc=desc, unit="sample", leave=False)
+        except ImportError:
+            bar = None
+    results: list[Any] = []
+    try:
+        for s in starts:
+            args = [p[s : s + chunk] for p in parts]
+            results.append(fn(*args))
+            if bar is not None:
+                bar.update(args[0].shape[0])
+    finally:
+        if bar is not None:
+            bar.close()
+    if not results:
+        raise ArgumentError("inputs: the batch is empty; pass at least one sample.")
+    if isinstance(results[0], tuple):
+        return tuple(torch.cat([r[i] for r in results]) for i in range(len(results[0])))
+    return results[0] if len(results) == 1 else torch.cat(results)
+
+
+# -- gradients with respect to the input -----------------------------------------------------------
+def input_gradients(
+    model: nn.Module, x: torch.Tensor, target: Target
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(d score / d x, score, classes)`` for one chunk: ``[N, ...]``, ``[N]``, ``[N]`` long.
+
+    ``target``: a slice of a prepared target (:func:`prepare_target`), one class (or ``-1`` for the
+    predicted one) per sample of ``x``, or a callable; classes are ``-1`` for a callable. No ``.grad``
+    is written into the model (``torch.autograd.grad`` with respect to the input only).
+    """
+    xi = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = model(xi)
+        t = resolve_chunk(out, target)
+        s = score(out, t)
+        (g,) = torch.autograd.grad(s.sum(), xi)
+    classes = t if isinstance(t, torch.Tensor) else torch.full_like(s, _PREDICTED, dtype=torch.long)
+    return g, s.detach(), classes
+
+
+def with_target(
+    fn: Callable[..., Any],
+    x: torch.Tensor,
+    target: Target,
+    *,
+    chunk: int,
+    progress: bool = False,
+    desc: str = "explain",
+) -> Any:
+    """:func:`batched` over ``x`` with the matching slice of a prepared ``target``:
+    ``fn(x_chunk, target_chunk)``; a callable target is passed whole to every chunk."""
+    if isinstance(target, torch.Tensor):
+        return batched(fn, (x, target), chunk=chunk, progress=progress, desc=desc)
+    return batched(lambda xc: fn(xc, target), x, chunk=chunk, progress=progress, desc=desc)
+
+
+def forward_scores(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
+    """Scores ``[N]`` of one chunk without a graph."""
+    with torch.no_grad():
+        return score(model(x), target)
+
+
+# -- layers ----------------------------------------------------------------------------------------
+def _is_grid(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 4 and shape[2] * shape[3] > 1
+
+
+def _token_grid(n_tokens: int, hw: tuple[int, int] | None, image_hw: tuple[int, int]) -> tuple[int, int, int]:
+    """``(prefix, h, w)``: how many leading (class / register) tokens to drop, and the patch grid."""
+    for prefix in range(min(n_tokens, 17)):
+        n = n_tokens - prefix
+        if hw is not None:
+            if hw[0] * hw[1] == n:
+                return prefix, hw[0], hw[1]
+            continue
+        h = max(1, round(math.sqrt(n * image_hw[0] / max(image_hw[1], 1))))
+        if n % h == 0 and abs(n // h * image_hw[0] - h * image_hw[1]) <= max(image_hw) // 2 + h:
+            return prefix, h, n // h
+    raise ExplainError(
+        f"layer: its output has {n_tokens} tokens, which do not form a patch grid after dropping up to "
+        "16 class/register tokens. Pick a layer with a spatial [B, C, H, W] output."
+    )
+
+
+def to_grid(t: torch.Tensor, image_hw: tuple[int, int], hw: tuple[int, int] | None = None) -> torch.Tensor:
+    """A layer output as a map ``[B, C, h, w]``: 4-D outputs as they are; ViT tokens ``[B, N, D]``
+    with the class/register tokens dropped and the patch tokens laid out on their grid."""
+    if t.dim() == 4:
+        return t
+    if t.dim() == 3:
+        prefix, h, w = _token_grid(t.shape[1], hw, image_hw)
+        return t[:, prefix:, :].transpose(1, 2).reshape(t.shape[0], t.shape[2], h, w)
+    raise ExplainError(
+        f"layer: its output has shape {tuple(t.shape)}; a layer method needs [B, C, H, W] maps or "
+        "[B, N, D] tokens of a vision transformer. Pick another layer."
+    )
+
+
+def default_layer(model: nn.Module, inputs: torch.Tensor) -> str:
+    """The layer a layer method uses when none is given.
+
+    The last module (in the order modules finish) with a spatial ``[B, C, H, W]`` output, from one probe
+    forward. For a vision transformer, whose last spatial output is the patch embedding and whose later
+    modules output tokens ``[B, N, D]`` on that grid: the last block (the last numbered non-leaf module
+    with token outputs, ``encoder.layers.encoder_layer_11`` in torchvision, ``blocks.11`` in timm),
+    taken at its first normalisation (its input): after the last block only the class token reaches the
+    head, so gradients at the block's output would be zero on the patch tokens.
+    """
+    p = probe(model, inputs)
+    grid_idx = [i for i, (_, s) in enumerate(p.order) if _is_grid(s)]
+    if not grid_idx:
+        raise ExplainError(
+            f"layer: {type(model).__name__} has no module with a spatial [B, C, H, W] output for input "
+            f"shape {tuple(inputs.shape)}; pass layer='<module path>' explicitly."
+        )
+    last = grid_idx[-1]
+    gname, gshape = p.order[last]
+    hw = (gshape[2], gshape[3])
+    tokens = [
+        (i, n)
+        for i, (n, s) in enumerate(p.order)
+        if i > last and len(s) == 3 and 0 <= s[1] - hw[0] * hw[1] <= 16
+    ]
+    if not tokens:
+        return gname
+    blocks = [(i, n) for i, n in tokens if n not in p.leaves and n.rsplit(".", 1)[-1][-1:].isdigit()]
+    if not blocks:
+        return tokens[-1][1]
+    block = blocks[-1][1]
+    inner = [n for _, n in tokens if n.startswith(block + ".")]
+    for name in inner:  # first to finish inside the block: its first norm
+        if name in p.leaves:
+            return name
+    return block
+
+
+@dataclass
+class LayerPass:
+    """One forward with a layer's output made a differentiable leaf."""
+
+    output: Any  # the model's output
+    activation: torch.Tensor  # the layer output as produced: [N, C, h, w] or tokens [N, T, D]
+    leaf: torch.Tensor  # the leaf standing in for it (requires grad)
+
+    def grid(self, t: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+        return to_grid(t, image_hw)
+
+
+def layer_pass(
+    hooks: Hooks, model: nn.Module, layer: str, x: torch.Tensor, *, grad: bool = True
+) -> LayerPass:
+    """Run ``model(x)`` once with ``layer``'s output replaced by a leaf tensor that requires grad.
+
+    The rest of the network sees a copy of that leaf (so in-place ops after the layer are harmless);
+    ``torch.autograd.grad(score, lp.leaf)`` then gives d score / d activation without backpropagating
+    below the layer, and without writing any ``.grad`` into the model.
+    """
+    ((_, module),) = resolve(unwrap(model), layer, argument="layer")
+    box: dict[str, torch.Tensor] = {}
+
+    def hook(mod: nn.Module, args: Any, out: Any) -> Any:
+        t = _first_tensor(out)
+        if t is None:
+            raise ExplainError(
+                f"layer: {layer!r} returned {type(out).__name__} with no tensor; pick another layer."
+            )
+        if "leaf" in box:
+            raise ExplainError(
+                f"layer: {layer!r} ran twice in one forward (a shared module); pick a layer that runs once."
+            )
+        leaf = t.detach().requires_grad_(grad)
+        box["leaf"] = leaf
+        new = leaf.clone() if grad else leaf
+        if isinstance(out, torch.Tensor):
+            return new
+        if isinstance(out, tuple):
+            return (new, *out[1:])
+        if isinstance(out, list):
+            return [new, *out[1:]]
+        raise ExplainError(
+            f"layer: {layer!r} returns {type(out).__name__}; a layer method needs a module returning a "
+            "tensor (or a tuple starting with one). Pick one of its submodules."
+        )
+
+    handle = hooks.forward(module, hook)
+    try:
+        with torch.enable_grad() if grad else torch.no_grad():
+            out = model(x)
+    finally:
+        handle.remove()
+    if "leaf" not in box:
+        raise ExplainError(f"layer: {layer!r} did not run during the forward pass; pick a layer that runs.")
+    return LayerPass(output=out, activation=box["leaf"], leaf=box["leaf"])
+
+
+def upsample(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of ``[B, 1, h, w]`` maps to the input's ``size`` (align_corners=False)."""
+    if tuple(cam.shape[-2:]) == tuple(size):
+        return cam
+    return F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
