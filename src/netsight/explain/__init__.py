@@ -20,8 +20,22 @@ __all__ = ["Explanation", "MethodInfo", "explain", "get_method", "list_methods",
 
 # One line per method module (kept one per line so each engineer's addition is a one-line edit).
 _METHOD_MODULES = (
+    # gradient methods
     "saliency",
+    "input_x_gradient",
+    "guided_backprop",
+    "deconvnet",
+    # layer (CAM) methods
     "grad_cam",
+    "grad_cam_pp",
+    "xgrad_cam",
+    "layer_cam",
+    "hires_cam",
+    "score_cam",
+    "eigen_cam",
+    "guided_grad_cam",
+    # perturbation methods
+    # attention methods
 )
 
 for _name in _METHOD_MODULES:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812 - the conventional name
+from torch.nn import functional as F
 
 from netsight.capture import Hooks, resolve, unwrap
 from netsight.errors import ArgumentError, ExplainError, TargetError
