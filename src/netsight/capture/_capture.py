@@ -19,7 +19,8 @@ from ._structure import Rebuild, flatten, primary
 from .records import Record
 from .reducers import Reducer, get_reducer
 
-ReduceSpec = Union[
+# a runtime alias, so typing.Union (X | Y of these fails at runtime on Python 3.10)
+ReduceSpec = Union[  # noqa: UP007
     str, Reducer, Callable[[torch.Tensor], Any], Sequence[Any], Mapping[str, Any], None
 ]
 
@@ -60,7 +61,7 @@ def _reducers(spec: ReduceSpec) -> list[Reducer]:
     if spec is None:
         return []
     if isinstance(spec, Mapping):
-        out = []
+        out: list[Reducer] = []
         for key, value in spec.items():
             red = get_reducer(value)
             out.append(red if red.name == key else _Renamed(str(key), red))
@@ -210,7 +211,7 @@ class Capture:
             warnings.warn(
                 f"max_bytes: the capture reached its budget of {self.max_bytes:,} bytes at {where}; "
                 "from here on it keeps reductions only"
-                f" ({', '.join(r.name for r in self._active_reducers())}). Raise max_bytes, select fewer "
+                f" ({', '.join(r.name for r in self._active_reducers())}). Raise max_bytes, choose fewer "
                 "layers, or pass reduce=... to keep summaries from the start.",
                 CaptureBudgetWarning,
                 stacklevel=3,
@@ -312,8 +313,7 @@ class Capture:
             hint = f" Captured nearest: {', '.join(near)}." if near else ""
             raise KeyError(f"{name!r} is not in this capture.{hint} See cap.names.")
         records = tuple(c.record() for c in calls)
-        first = calls[0].record(calls=records)
-        return first
+        return calls[0].record(calls=records)
 
     def get(self, name: str, default: Record | None = None) -> Record | None:
         try:

@@ -8,6 +8,7 @@ restored, whatever happened in the block.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -78,7 +79,10 @@ class Hooks:
     def forward(
         self, module: nn.Module, fn: Callable[..., Any], *, with_kwargs: bool = False, prepend: bool = False
     ) -> Removable:
-        """A forward hook ``fn(module, inputs, output)`` (``with_kwargs``: ``fn(module, args, kwargs, output)``)."""
+        """A forward hook ``fn(module, inputs, output)``.
+
+        With ``with_kwargs``: ``fn(module, args, kwargs, output)``.
+        """
         self._check()
         return self._handles.add(module.register_forward_hook(fn, with_kwargs=with_kwargs, prepend=prepend))
 
@@ -99,7 +103,7 @@ class Hooks:
     def tensor(self, t: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor | None]) -> Removable:
         """A gradient hook on tensor ``t``; removed with the rest."""
         self._check()
-        return self._handles.add(t.register_hook(fn))
+        return self._handles.add(t.register_hook(fn))  # type: ignore[no-untyped-call]
 
     def patch(self, obj: object, attr: str, value: object) -> Removable:
         """Set ``obj.attr = value`` until exit; the old value (or its absence) comes back."""
@@ -115,10 +119,8 @@ class Hooks:
 
         def undo() -> None:
             if old is _MISSING:
-                try:
+                with contextlib.suppress(AttributeError):
                     delattr(obj, attr)
-                except AttributeError:
-                    pass
             else:
                 setattr(obj, attr, old)
 

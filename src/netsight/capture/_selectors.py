@@ -16,8 +16,8 @@ from torch import nn
 from ..errors import ArgumentError, CaptureError, SelectorError, closest
 
 Predicate = Callable[[str, nn.Module], bool]
-Selector = Union[str, type[nn.Module], nn.Module, Predicate]
-Layers = Union[Selector, Sequence[Selector], None]
+Selector = Union[str, type[nn.Module], nn.Module, Predicate]  # noqa: UP007 - runtime alias (3.10)
+Layers = Union[Selector, Sequence[Selector], None]  # noqa: UP007 - runtime alias (3.10)
 
 _WRAPPERS = ("DataParallel", "DistributedDataParallel", "FullyShardedDataParallel")
 
@@ -33,7 +33,9 @@ def unwrap(model: nn.Module) -> nn.Module:
             "Pass the network itself (an nn.Module instance)."
         )
     while type(model).__name__ in _WRAPPERS and isinstance(getattr(model, "module", None), nn.Module):
-        model = model.module
+        inner = model.module
+        assert isinstance(inner, nn.Module)
+        model = inner
     for name, module in model.named_modules():
         compiled = type(module).__name__ == "OptimizedModule" or (
             getattr(module, "_compiled_call_impl", None) is not None
@@ -103,7 +105,9 @@ def _describe(sel: object) -> str:
     return repr(sel)
 
 
-def resolve(model: nn.Module, layers: Layers = None, *, argument: str = "layers") -> list[tuple[str, nn.Module]]:
+def resolve(
+    model: nn.Module, layers: Layers = None, *, argument: str = "layers"
+) -> list[tuple[str, nn.Module]]:
     """The ``(path, module)`` pairs that ``layers`` selects, in ``named_modules()`` order.
 
     ``None`` selects every leaf module (one with no children). Each selector must match at least one
@@ -116,7 +120,7 @@ def resolve(model: nn.Module, layers: Layers = None, *, argument: str = "layers"
         return [(n, m) for n, m in named if not any(True for _ in m.children())] or named
     selectors: Sequence[Selector]
     if isinstance(layers, (str, type, nn.Module)) or (callable(layers) and not isinstance(layers, Sequence)):
-        selectors = [layers]  # type: ignore[list-item]
+        selectors = [layers]
     elif isinstance(layers, Sequence):
         selectors = list(layers)
         if not selectors:

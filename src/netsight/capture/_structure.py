@@ -25,12 +25,12 @@ def flatten(obj: Any) -> tuple[list[torch.Tensor | None], Rebuild]:
         if isinstance(o, Mapping):
             keys = list(o.keys())
             subs = [walk(o[k]) for k in keys]
-            cls = type(o)
+            mcls = type(o)
 
             def rebuild_map(new: list[Any]) -> Any:
                 items = {k: s(new) for k, s in zip(keys, subs)}
                 try:
-                    return cls(**items) if cls is not dict else items
+                    return mcls(**items) if mcls is not dict else items
                 except TypeError:
                     return dict(items)
 

@@ -11,6 +11,7 @@ classes for parameterised versions (``Histogram(edges)``, ``TopK(k=8)``, ``Downs
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -55,7 +56,8 @@ _ROW = 8192  # row length of the two-level sums: exact enough in fp32, combined 
 class Reducer(Protocol):
     """A named callable that turns one tensor into a small summary on the same device."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def __call__(self, x: torch.Tensor) -> Any: ...
 
@@ -109,6 +111,46 @@ def _sum_and_m2(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return total, q_rows.sum(), m2
 
 
+_CHUNK = 1 << 20  # elements per cache-sized chunk of the CPU pass (4 MB in fp32)
+_scratch = threading.local()
+
+
+def _buffer(dtype: torch.dtype, role: str) -> torch.Tensor:
+    """A reused chunk-sized scratch tensor per thread, dtype and role."""
+    bufs: dict[tuple[torch.dtype, str], torch.Tensor] | None = getattr(_scratch, "bufs", None)
+    if bufs is None:
+        bufs = _scratch.bufs = {}
+    buf = bufs.get((dtype, role))
+    if buf is None:
+        buf = bufs[(dtype, role)] = torch.empty(_CHUNK, dtype=dtype)
+    return buf
+
+
+def _cpu_nonzero_and_l1(v: torch.Tensor, need_l1: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Count of non-zeros and sum of |v| in one cache-blocked sweep, with no large allocation.
+
+    Per chunk: ``s = sign(c)`` into a reused buffer, then ``s . s`` (non-zeros, exact in fp32 for
+    chunk-sized sums) and ``s . c`` (sum of |c|), both BLAS dot products on data still in cache.
+    """
+    work = v.dtype if v.dtype in (torch.float32, torch.float64) else torch.float32
+    sign = _buffer(work, "sign")
+    conv = _buffer(torch.float32, "convert") if work != v.dtype else None
+    nz = torch.zeros((), dtype=torch.float64)
+    l1 = torch.zeros((), dtype=torch.float64)
+    n = v.numel()
+    for start in range(0, n, _CHUNK):
+        c = v[start : start + _CHUNK]
+        k = c.numel()
+        if conv is not None:
+            c = conv[:k].copy_(c)
+        b = sign[:k]
+        torch.sign(c, out=b)
+        nz += torch.dot(b, b).double()
+        if need_l1:
+            l1 += torch.dot(b, c).double()
+    return nz, (l1 if need_l1 else None)
+
+
 def stats(x: torch.Tensor) -> torch.Tensor:
     """Statistics of every element of ``x`` as a float32 vector ordered like :data:`STAT_NAMES`.
 
@@ -116,6 +158,10 @@ def stats(x: torch.Tensor) -> torch.Tensor:
     computed on ``x``'s device with no host synchronisation on accelerators. ``std`` is the sample
     standard deviation (n - 1). When ``x`` holds NaN or Inf the moments are NaN/Inf and the counts
     say how many. An empty tensor gives NaN moments and zero counts.
+
+    On the CPU the passes are few and cache-blocked (row sums combined in fp64 for accuracy, one
+    sweep for zeros and |x|); a host read there is free, so passes that cannot change the result
+    (|x| of a non-negative tensor, NaN counts of a finite one) are skipped.
     """
     if not isinstance(x, torch.Tensor):
         raise ArgumentError(f"x: expected a tensor, got {type(x).__name__}. Pass a torch.Tensor.")
@@ -125,36 +171,53 @@ def stats(x: torch.Tensor) -> torch.Tensor:
         out = torch.full((len(STAT_NAMES),), math.nan, dtype=torch.float32, device=dev)
         out[6:] = 0.0
         return out
-    if not (x.is_floating_point() or x.is_complex()):
+    if not x.is_floating_point():
         x = x.float()
     v = _flat(x.detach())
-    total, sumsq, m2 = _sum_and_m2(v)
     mn, mx = torch.aminmax(v)
-    on_cpu = dev.type == "cpu"
-    if on_cpu and bool(mn >= 0):
-        l1 = total  # every element is non-negative: sum |x| = sum x, one pass saved
+    if dev.type == "cpu":
+        total, sumsq, m2 = _sum_and_m2(v)
+        finite = bool(torch.isfinite(total) & torch.isfinite(sumsq))
+        if finite and bool(m2 * 100 < sumsq):
+            # the mean dominates the spread: the fast sums would cancel; recompute exactly (rare)
+            v64 = v.double()
+            m2 = v64.var(correction=0) * n
+            total = v64.sum()
+        nonneg = bool(mn >= 0)
+        if finite and bool((mn > 0) | (mx < 0)):
+            nonzero = torch.tensor(float(n), dtype=torch.float64)
+            l1 = total.abs()
+        else:
+            nonzero, l1_opt = _cpu_nonzero_and_l1(v, need_l1=not nonneg)
+            l1 = total if nonneg else l1_opt  # type: ignore[assignment]
+        if finite:
+            nan_c = inf_c = torch.zeros((), dtype=torch.float64)
+        else:
+            nan_c = torch.isnan(v).sum().double()
+            inf_c = torch.isinf(v).sum().double()
+            nonzero = torch.count_nonzero(v).double()
+            l1 = torch.linalg.vector_norm(v, 1, dtype=torch.float32).double()
     else:
-        l1 = torch.linalg.vector_norm(v, 1, dtype=torch.float32).double()
-    if on_cpu and bool((mn > 0) | (mx < 0)):
-        zeros = torch.zeros((), dtype=torch.float64)
-    else:
-        zeros = (n - torch.count_nonzero(v)).double()
-    if on_cpu and bool(torch.isfinite(total) & torch.isfinite(sumsq)):
-        nan_c = torch.zeros((), dtype=torch.float64)
-        inf_c = torch.zeros((), dtype=torch.float64)
-    else:
+        # accelerators have bandwidth to spare: exact one-pass kernels, no host synchronisation
+        vf = v if v.dtype in (torch.float32, torch.float64) else v.float()
+        var, mu = torch.var_mean(vf, correction=0)
+        total = mu.double() * n
+        m2 = var.double() * n
+        sumsq = torch.linalg.vector_norm(vf, 2).double().square()
+        l1 = torch.linalg.vector_norm(vf, 1).double()
+        nonzero = v.ne(0).sum().double()
         nan_c = torch.isnan(v).sum().double()
         inf_c = torch.isinf(v).sum().double()
     std = (m2 / (n - 1)).sqrt() if n > 1 else torch.zeros((), dtype=torch.float64, device=dev)
     return torch.stack(
         [
-            total / n,
+            (total / n).to(dev),
             std.to(dev),
             mn.double(),
             mx.double(),
-            l1 / n,
-            sumsq.sqrt(),
-            zeros.to(dev) / n,
+            (l1 / n).to(dev),
+            sumsq.sqrt().to(dev),
+            ((n - nonzero) / n).to(dev),
             nan_c.to(dev),
             inf_c.to(dev),
         ]
@@ -175,9 +238,7 @@ def stats_dict(vector: torch.Tensor) -> dict[str, float]:
     return dict(zip(STAT_NAMES, values))
 
 
-def log_edges(
-    lo: float = 1e-8, hi: float = 1e4, per_decade: int = 4, signed: bool = True
-) -> torch.Tensor:
+def log_edges(lo: float = 1e-8, hi: float = 1e4, per_decade: int = 4, signed: bool = True) -> torch.Tensor:
     """Fixed log-spaced bin edges from ``lo`` to ``hi`` (and mirrored below zero when ``signed``).
 
     Values with ``|v| < lo`` fall in the bin around zero; values beyond ``hi`` in the outer bins.
@@ -224,7 +285,7 @@ class Histogram:
             v = v[::step]
             scale = n / v.numel()
         edges = self.edges.to(device=v.device, dtype=torch.float32)
-        idx = torch.bucketize(v.float(), edges, right=True)
+        idx = torch.bucketize(v.float().contiguous(), edges, right=True)
         idx = idx[~torch.isnan(v)] if v.is_floating_point() else idx
         counts = torch.bincount(idx, minlength=edges.numel() + 1).float()
         return counts * scale if scale != 1.0 else counts
@@ -264,16 +325,16 @@ class Downsample:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.detach()
         if x.dim() == 4:
-            return F.adaptive_avg_pool2d(x.float(), self.size)
+            return F.adaptive_avg_pool2d(x.float(), self.size)  # type: ignore[arg-type]
         if x.dim() == 3:
             size = self.size if isinstance(self.size, int) else self.size[0]
             return F.adaptive_avg_pool1d(x.float(), size)
         if x.dim() == 5:
-            return F.adaptive_avg_pool3d(x.float(), self.size)
+            return F.adaptive_avg_pool3d(x.float(), self.size)  # type: ignore[arg-type]
         return x
 
 
-_REGISTRY: dict[str, Callable[[], Reducer]] = {
+_REGISTRY: dict[str, Callable[[], Any]] = {
     "stats": Stats,
     "hist": Histogram,
     "histogram": Histogram,
@@ -291,7 +352,7 @@ def get_reducer(spec: str | Reducer | Callable[[torch.Tensor], Any], *, argument
     """A reducer from a name (``"stats"``), a reducer instance, or any ``tensor -> summary`` callable."""
     if isinstance(spec, str):
         try:
-            return _REGISTRY[spec]()
+            made: Reducer = _REGISTRY[spec]()
         except KeyError:
             near = closest(spec, _REGISTRY)
             hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
@@ -299,6 +360,7 @@ def get_reducer(spec: str | Reducer | Callable[[torch.Tensor], Any], *, argument
                 f"{argument}: unknown reducer {spec!r}.{hint} Known: {', '.join(list_reducers())}, "
                 "or pass a callable tensor -> summary."
             ) from None
+        return made
     if isinstance(spec, Reducer):
         return spec
     if callable(spec):

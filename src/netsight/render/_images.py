@@ -44,27 +44,20 @@ def as_images(images: Any) -> torch.Tensor:
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4:
-        raise ArgumentError(
-            f"images: expected [B, C, H, W] or [B, H, W, C], got shape {tuple(x.shape)}."
-        )
+        raise ArgumentError(f"images: expected [B, C, H, W] or [B, H, W, C], got shape {tuple(x.shape)}.")
     if x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
         x = x.permute(0, 2, 3, 1)
     elif x.shape[-1] not in (1, 3):
         raise ArgumentError(
             f"images: cannot find a channel dimension of size 1 or 3 in shape {tuple(x.shape)}."
         )
-    if x.dtype == torch.uint8:
-        xf = x.float() / 255
-    else:
-        xf = normalize(x, dims=(1, 2, 3))
+    xf = x.float() / 255 if x.dtype == torch.uint8 else normalize(x, dims=(1, 2, 3))
     if xf.shape[-1] == 1:
         xf = xf.expand(*xf.shape[:-1], 3)
     return xf
 
 
-def overlay(
-    images: Any, maps: torch.Tensor, *, cmap: str = "jet", alpha: float = 0.5
-) -> torch.Tensor:
+def overlay(images: Any, maps: torch.Tensor, *, cmap: str = "jet", alpha: float = 0.5) -> torch.Tensor:
     """Blend heatmaps over images: uint8 RGB ``[B, H, W, 3]`` on the maps' device.
 
     ``maps``: ``[B, 1, h, w]``, ``[B, h, w]`` or ``[h, w]``; resized (bilinear) to the images and
