@@ -22,13 +22,13 @@ app = typer.Typer(
     name="netsight",
     help=(
         "See inside PyTorch networks: train the demo, explain images, browse runs, write reports.\n\n"
-        "Start with:  netsight demo        (trains a small CNN on MNIST digits with the dashboard on)\n\n"
-        "Every command has --help with examples."
+        "Start with `netsight demo` (trains a small CNN on the MNIST digits with the dashboard on). "
+        "Every command has `--help` with examples."
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 
 _STATE = {"debug": os.environ.get("NETSIGHT_DEBUG", "") not in ("", "0")}

@@ -1,0 +1,117 @@
+"""``netsight demo``: train a small CNN with the monitor on, explain it, and write a report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ._app import app, run_command
+
+__all__ = ["demo"]
+
+
+@app.command("demo")
+def demo(
+    *,
+    data: str = typer.Option(
+        "mnist", "--data", help="mnist (the 10,000 shipped digits, offline) or cifar10 (torchvision)."
+    ),
+    epochs: int = typer.Option(3, "--epochs", "-e", help="Passes over the training images."),
+    store: Path = typer.Option(
+        Path("netsight-runs"), "--store", "--out", "-s", help="Run store directory (created if missing)."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Run name (default: demo-DATA; suffixed when taken)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seeds the shuffle, the split and the weights."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the live dashboard while training."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Dashboard address."),
+    port: int = typer.Option(8765, "--port", "-p", help="Dashboard port."),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="Keep the dashboard up after training until Ctrl+C (in a terminal)."
+    ),
+    quick: bool = typer.Option(False, "--quick", help="A fast smoke run: 2000 training / 500 test images."),
+    method: list[str] | None = typer.Option(
+        None, "--method", help="Explanation method (repeat for several; default: five of them)."
+    ),
+    report: Path | None = typer.Option(None, "--report", help="Where to write the HTML report."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where CIFAR-10 is or is downloaded to."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, ..."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Train a small CNN on the MNIST digits with netsight watching, then explain it and write a report.
+
+    What happens: the live dashboard starts (its URL is printed); a 2-conv CNN trains on 8,000 of the
+    shipped digits with `ns.watch` recording gradient flow and activation statistics for every layer;
+    activation maps of fixed probe digits are logged as it learns; test digits are explained with
+    saliency, integrated gradients, Grad-CAM, guided backprop and occlusion; an HTML report of the run is
+    written. About a minute on two CPU cores, reaching about 97% test accuracy. Everything works offline.
+
+    **Examples**
+
+    ```
+    netsight demo                          # dashboard on http://127.0.0.1:8765
+    netsight demo --no-serve               # no dashboard, just the run and the report
+    netsight demo --epochs 5 --store runs/ --seed 1
+    netsight demo --data cifar10 --device cuda
+    ```
+
+    Afterwards: `netsight serve netsight-runs` browses the run again; `netsight report demo-mnist` rewrites
+    the report.
+    """
+
+    def body() -> None:
+        from rich.console import Console
+
+        import netsight.demo as nd
+
+        console = Console(stderr=True, highlight=False)
+        out = Console(highlight=False)
+        sizes = {"train_size": 2000, "test_size": 500, "explain_images": 4} if quick else {}
+        result = nd.run(
+            data=data,
+            epochs=epochs,
+            store=store,
+            name=name,
+            seed=seed,
+            serve=serve,
+            host=host,
+            port=port,
+            methods=tuple(method) if method else nd.DEFAULT_METHODS,
+            report=report if report is not None else True,
+            data_dir=data_dir,
+            device=device,
+            progress=progress,
+            keep_serving=wait and sys.stdin.isatty(),
+            echo=console.print,
+            on_dashboard=lambda url: out.print(f"[bold green]dashboard:[/] {url}"),
+            **sizes,
+        )
+        for note in result.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        out.print(
+            f"[bold]done[/] in {result.seconds:.0f} s: test accuracy [bold]{result.test_accuracy:.2%}[/] "
+            f"after {result.steps} steps; run [cyan]{result.run}[/] in {result.store}"
+        )
+        if result.report is not None:
+            out.print(f"report: [bold]{result.report}[/]")
+        if result.server is not None:
+            _serve_until_interrupted(result.server, out)
+
+    run_command(body)
+
+
+def _serve_until_interrupted(handle: Any, out: Any) -> None:
+    """Keep the demo's dashboard up until Ctrl+C."""
+    out.print(f"the dashboard stays up at {handle.url}; press Ctrl+C to stop")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handle.stop()

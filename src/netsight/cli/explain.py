@@ -1,0 +1,161 @@
+"""``netsight explain IMAGE... --model MODEL --method NAME --out DIR``: overlays and an index page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ._app import app, fail, run_command
+
+__all__ = ["explain"]
+
+
+@app.command("explain")
+def explain(
+    *,
+    images: list[Path] = typer.Argument(
+        ..., help="Image files (PNG or JPEG) to explain.", show_default=False
+    ),
+    model: str = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="torchvision:NAME, timm:NAME, a TorchScript or saved-module file (m.pt), or file.py:factory.",
+        show_default=False,
+    ),
+    method: list[str] = typer.Option(
+        ["grad_cam"], "--method", help="Method name (repeat for several; see 'netsight methods')."
+    ),
+    target: int | None = typer.Option(
+        None, "--target", "-t", help="Class index to explain (default: each image's predicted class)."
+    ),
+    layer: str | None = typer.Option(
+        None,
+        "--layer",
+        "-l",
+        help="Module path for layer methods, e.g. layer4 (default: found automatically).",
+    ),
+    out: Path = typer.Option(
+        Path("netsight-explain"), "--out", "-o", help="Folder for the PNGs and index.html."
+    ),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="State dict to load into the model built by file.py:factory."
+    ),
+    pretrained: bool = typer.Option(
+        False, "--pretrained", help="Download the published weights (torchvision/timm); needs the network."
+    ),
+    size: int = typer.Option(224, "--size", help="Shorter side resized to SIZE, then centre-cropped."),
+    alpha: float = typer.Option(0.5, "--alpha", help="Weight of the heatmap in the overlay (0..1)."),
+    cmap: str = typer.Option("jet", "--cmap", help="Colour map of the heatmap (jet, viridis, magma, ...)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps ..."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Explain a model's predictions on image files: one overlay PNG per image and method, plus index.html.
+
+    Images are prepared like ImageNet evaluation (resize, centre crop, ImageNet mean and std). Without
+    `--pretrained`, torchvision and timm models get random weights: good for trying the tool offline, not
+    for interpreting.
+
+    **Examples**
+
+    ```
+    netsight explain cat.png --model torchvision:resnet18 --method grad_cam --out out/
+    netsight explain a.jpg b.jpg -m torchvision:resnet50 --pretrained \\
+        --method grad_cam --method integrated_gradients
+    netsight explain x.png -m model.py:build --weights best.pt --layer features.8 --target 3
+    netsight explain x.png -m scripted.pt --method occlusion
+    ```
+
+    Then open `out/index.html` in a browser. `netsight methods` lists the method names.
+    """
+
+    def body() -> None:
+        import torch
+        from rich.console import Console
+
+        import netsight as ns
+        from netsight.render import save_png, to_uint8
+        from netsight.render.report import gallery_html
+
+        from ._models import load_images, load_model
+
+        console = Console(stderr=True, highlight=False)
+        infos = [ns.get_method(m) for m in method]  # a wrong name fails here, before any work
+        if not 0.0 <= alpha <= 1.0:
+            fail(f"--alpha: expected a weight in [0, 1], got {alpha}.")
+        loaded = load_model(model, weights=weights, pretrained=pretrained)
+        dev = torch.device(device)
+        net = loaded.model.to(dev)
+        pictures, x = load_images(list(images), size=size)
+        x = x.to(dev)
+        with torch.no_grad():
+            probs = net(x).softmax(-1)
+        conf, pred = probs.max(-1)
+        if target is not None and not 0 <= target < probs.shape[-1]:
+            fail(
+                f"--target: class {target} is outside the model's {probs.shape[-1]} outputs "
+                f"(0..{probs.shape[-1] - 1})."
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        stems = _unique_stems(images)
+        cells: dict[tuple[int, str], str] = {}
+        for i, stem in enumerate(stems):
+            save_png(to_uint8(pictures[i].permute(1, 2, 0)).contiguous(), out / f"{stem}.png")
+        bar = _progress(len(infos), progress)
+        try:
+            for info in infos:
+                ex = ns.explain(
+                    net, x, target=target, method=info.name, layer=layer if info.needs_layer else None
+                )
+                over = ex.overlay(pictures.to(dev), cmap=cmap, alpha=alpha)  # uint8 [B, H, W, 3]
+                for i, stem in enumerate(stems):
+                    name = f"{stem}_{info.name}.png"
+                    save_png(over[i], out / name)
+                    cells[(i, info.name)] = name
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        cats = loaded.categories
+        rows = []
+        for i, stem in enumerate(stems):
+            cls = int(pred[i]) if target is None else target
+            label = cats[cls] if cats and cls < len(cats) else f"class {cls}"
+            rows.append(
+                (
+                    f"{images[i].name}: {label} (p={float(probs[i, cls]):.3f})",
+                    [f"{stem}.png"] + [cells[(i, info.name)] for info in infos],
+                )
+            )
+        sub = f"model {loaded.spec}" + (" (random weights)" if not pretrained and ":" in model else "")
+        page = gallery_html("netsight explain", ["input", *[info.name for info in infos]], rows, subtitle=sub)
+        index = out / "index.html"
+        index.write_text(page, encoding="utf-8")
+        del conf
+        console.print(f"wrote {len(cells)} overlays and [bold]{index}[/bold]")
+
+    run_command(body)
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    """File stems, made unique (``cat``, ``cat-2``) so two images never overwrite each other's PNGs."""
+    seen: dict[str, int] = {}
+    stems = []
+    for p in paths:
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in p.stem) or "image"
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return stems
+
+
+def _progress(total: int, on: bool) -> Any:
+    if not on:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="explain", unit="method")
