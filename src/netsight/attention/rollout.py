@@ -1,0 +1,118 @@
+"""Attention rollout, attention flow and gradient-weighted attention rollout, on tensors.
+
+- Rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers", eq. for rollout): each
+  layer's head-averaged attention gets the residual connection, ``Â = 0.5·A + 0.5·I``, its rows are
+  renormalised, and the layers are multiplied from the input up: ``R = Â_L · … · Â_1``. Row ``i`` of
+  ``R`` says how much each input token reaches output token ``i``. :class:`Rollout` accumulates it one
+  layer at a time, so no stack of layer maps is ever held.
+- Flow (same paper): the layers form a graph whose node ``(l, i)`` is token ``i`` after layer ``l``, with
+  an edge ``(l, i) → (l-1, j)`` of capacity ``Â_l[i, j]``; the relevance of input token ``j`` for output
+  token ``i`` is the maximum flow from ``(L, i)`` to ``(0, j)`` (:mod:`netsight.attention._flow`).
+- Gradient-weighted attention (Chefer, Gur & Wolf 2021, "Generic Attention-model Explainability for
+  Interpreting Bi-Modal and Encoder-Decoder Transformers", eqs. 5-6): ``Ā_l = E_h[(∇A_l ⊙ A_l)⁺]`` and
+  ``R ← R + Ā_l · R`` from ``R = I``, layer by layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..errors import ArgumentError
+
+__all__ = ["Rollout", "attention_flow", "grad_rollout", "residual_attention", "rollout"]
+
+
+def _head_mean(a: torch.Tensor) -> torch.Tensor:
+    """``[B, H, T, T]`` -> ``[B, T, T]`` (already head-fused ``[B, T, T]`` maps pass through)."""
+    if a.dim() == 4:
+        return a.mean(dim=1)
+    if a.dim() == 3:
+        return a
+    raise ArgumentError(f"maps: expected [B, H, T, T] or [B, T, T] attention, got shape {tuple(a.shape)}.")
+
+
+def residual_attention(a: torch.Tensor, residual: float = 0.5) -> torch.Tensor:
+    """``Â = (1 - residual)·A + residual·I``, rows renormalised to sum to 1; ``A`` is ``[B, T, T]``."""
+    if not 0.0 <= residual <= 1.0:
+        raise ArgumentError(f"residual: expected a weight in [0, 1] (the paper uses 0.5), got {residual}.")
+    if a.shape[-1] != a.shape[-2]:
+        raise ArgumentError(
+            f"maps: rollout needs square self-attention maps [.., T, T], got {tuple(a.shape)} "
+            "(cross-attention?). Select self-attention layers with layers=..."
+        )
+    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    out = (1.0 - residual) * a + residual * eye
+    return out / out.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(out.dtype).tiny)
+
+
+class Rollout:
+    """Attention rollout accumulated one layer at a time: ``add(A_l)`` in forward order, then ``result``."""
+
+    def __init__(self, residual: float = 0.5) -> None:
+        self.residual = residual
+        self._r: torch.Tensor | None = None
+        self.layers = 0
+
+    def add(self, a: torch.Tensor) -> None:
+        """Fold in the next layer's map, ``[B, H, T, T]`` (heads averaged) or ``[B, T, T]``."""
+        hat = residual_attention(_head_mean(a).float(), self.residual)
+        self._r = hat if self._r is None else torch.bmm(hat, self._r)
+        self.layers += 1
+
+    @property
+    def result(self) -> torch.Tensor:
+        """``R = Â_L · … · Â_1``, ``[B, T, T]``."""
+        if self._r is None:
+            raise ArgumentError("maps: no attention layer was added, so there is nothing to roll out.")
+        return self._r
+
+
+def rollout(maps: Sequence[torch.Tensor], residual: float = 0.5) -> torch.Tensor:
+    """Attention rollout ``[B, T, T]`` of ``maps`` (forward order, each ``[B, H, T, T]`` or ``[B, T, T]``)."""
+    acc = Rollout(residual)
+    for a in maps:
+        acc.add(a)
+    return acc.result
+
+
+def grad_rollout(maps: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Chefer et al. (2021) relevance: ``R = I``; ``R ← R + E_h[(∇A ⊙ A)⁺] · R`` per layer. ``[B, T, T]``."""
+    if len(maps) != len(grads) or not maps:
+        raise ArgumentError(
+            f"grads: expected one gradient per attention map, got {len(grads)} for {len(maps)} maps."
+        )
+    first = maps[0]
+    b, t = first.shape[0], first.shape[-1]
+    r = torch.eye(t, dtype=torch.float32, device=first.device).expand(b, t, t).clone()
+    for a, g in zip(maps, grads):
+        if a.shape != g.shape:
+            raise ArgumentError(f"grads: gradient shape {tuple(g.shape)} differs from map {tuple(a.shape)}.")
+        cam = _head_mean((g.float() * a.float()).clamp_min(0))
+        r = r + torch.bmm(cam, r)
+    return r
+
+
+def attention_flow(
+    maps: Sequence[torch.Tensor], residual: float = 0.5, rows: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Attention flow: ``[B, len(rows), T]`` maximum flows from output tokens ``rows`` to every input token.
+
+    ``rows=None`` computes every output token (``T`` rows). The max-flow runs on the CPU in float64: the
+    graph has ``(L + 1)·T`` nodes and ``L·T²`` edges, so keep it to short inputs (a few dozen tokens).
+    """
+    from ._flow import max_flow_layered
+
+    if not maps:
+        raise ArgumentError("maps: no attention layer to compute a flow over.")
+    hats = [residual_attention(_head_mean(a).double(), residual) for a in maps]
+    b, t = hats[0].shape[0], hats[0].shape[-1]
+    chosen = list(range(t)) if rows is None else [r % t for r in rows]
+    out = torch.zeros(b, len(chosen), t, dtype=torch.float64)
+    for s in range(b):
+        caps = [h[s].cpu() for h in hats]
+        for i, row in enumerate(chosen):
+            for j in range(t):
+                out[s, i, j] = max_flow_layered(caps, row, j)
+    return out.to(device=maps[0].device, dtype=torch.float32)

@@ -1,0 +1,69 @@
+"""Attention flow (Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers", ACL).
+
+The layers form a graph: node ``(l, i)`` is token ``i`` after layer ``l``, and the edge
+``(l, i) → (l-1, j)`` has capacity ``Â_l[i, j]`` (head-averaged attention plus the residual identity,
+rows renormalised). The relevance of input token ``j`` for output token ``i`` is the maximum flow from
+``(L, i)`` to ``(0, j)``, computed exactly (Edmonds-Karp). Its cost grows quickly with the length: meant
+for inputs of a few dozen tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..attention import attention
+from ..attention import attention_flow as _flow
+from ..attention._relevance import build_explanation, default_token, reject_target
+from ..errors import ArgumentError
+from ._explanation import Explanation
+from ._registry import register
+
+#: Above this many graph nodes ((layers + 1) x tokens) the exact max-flow gets slow in pure Python.
+MAX_NODES = 4096
+
+
+@register(
+    "attention_flow",
+    kind="attention",
+    passes="1 forward + T max-flows on the CPU",
+    summary="max-flow from the output token to each input token through the attention graph",
+    paper="Abnar & Zuidema 2020, Quantifying Attention Flow in Transformers",
+    inputs="transformer",
+)
+def attention_flow(
+    model: nn.Module,
+    inputs: Any,
+    target: Any = None,
+    *,
+    layer: Any = None,
+    residual: float = 0.5,
+    token: int | None = None,
+) -> Explanation:
+    """Flow relevance of the input tokens for output ``token`` (``[B, T]``; ``[B, 1, H, W]`` for a ViT)."""
+    reject_target("attention_flow", target)
+    maps = attention(model, inputs, layers=layer, reduce="mean")
+    layers = [maps[n] for n in maps.names]
+    n_nodes = (len(layers) + 1) * layers[0].shape[-1]
+    if n_nodes > MAX_NODES:
+        raise ArgumentError(
+            f"inputs: attention flow over {len(layers)} layers x {layers[0].shape[-1]} tokens is a graph "
+            f"of {n_nodes} nodes (limit {MAX_NODES}); use method='attention_rollout' for long inputs."
+        )
+    row = default_token(layers[-1][:, 0], token)
+    flow = _flow(layers, residual=residual, rows=[row])[:, 0]
+    ex: Explanation = build_explanation(
+        "attention_flow",
+        model,
+        inputs,
+        flow,
+        target=None,
+        meta={
+            "token": row,
+            "layers": maps.names,
+            "options": {"residual": residual, "token": token, "layer": layer},
+            "passes": 1,
+        },
+    )
+    return ex

@@ -1,0 +1,65 @@
+"""Attention rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers", ACL).
+
+Each layer's attention, averaged over heads, gets the residual connection (``Â = 0.5·A + 0.5·I``, rows
+renormalised); the layers are multiplied from the input up, ``R = Â_L · … · Â_1``, and the row of the
+explained output token (the class token, or the last token of a causal model) is the relevance of every
+input token. Accumulated layer by layer during one forward pass (:class:`netsight.attention.Rollout`);
+``nn.MultiheadAttention`` maps are recomputed in chunks of query rows, so long inputs stay in memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..attention import attention
+from ..attention._relevance import build_explanation, default_token, reject_target
+from ._explanation import Explanation
+from ._registry import register
+
+
+@register(
+    "attention_rollout",
+    kind="attention",
+    passes="1 forward",
+    summary="product over layers of head-averaged attention plus identity; class-token row",
+    paper="Abnar & Zuidema 2020, Quantifying Attention Flow in Transformers",
+    inputs="transformer",
+)
+def attention_rollout(
+    model: nn.Module,
+    inputs: Any,
+    target: Any = None,
+    *,
+    layer: Any = None,
+    residual: float = 0.5,
+    token: int | None = None,
+    chunk_rows: int | None = None,
+) -> Explanation:
+    """Rollout relevance of the input tokens for output ``token`` (``[B, T]``; ``[B, 1, H, W]`` for a ViT).
+
+    ``layer``: which attention modules to roll out (a path, glob or list; default all).
+    ``token``: the explained output position (default: 0, or the last one for a causal model).
+    """
+    reject_target("attention_rollout", target)
+    maps = attention(
+        model, inputs, layers=layer, rollout=True, keep=False, residual=residual, chunk_rows=chunk_rows
+    )
+    assert maps.rollout is not None
+    row = default_token(maps.rollout, token)
+    ex: Explanation = build_explanation(
+        "attention_rollout",
+        model,
+        inputs,
+        maps.rollout[:, row],
+        target=None,
+        meta={
+            "rollout": maps.rollout,
+            "token": row,
+            "layers": list(maps.shapes),
+            "options": {"residual": residual, "token": token, "layer": layer},
+            "passes": 1,
+        },
+    )
+    return ex
