@@ -25,6 +25,9 @@ _METHOD_MODULES = (
     "input_x_gradient",
     "guided_backprop",
     "deconvnet",
+    "integrated_gradients",
+    "expected_gradients",
+    "smoothgrad",
     # layer (CAM) methods
     "grad_cam",
     "grad_cam_pp",
@@ -36,6 +39,9 @@ _METHOD_MODULES = (
     "guided_grad_cam",
     # perturbation methods
     # attention methods
+    "attention_rollout",
+    "attention_flow",
+    "grad_attention",
 )
 
 for _name in _METHOD_MODULES:
