@@ -1,0 +1,624 @@
+"""``ns.watch``: one line in the training loop for gradient flow, activation statistics and diagnosis.
+
+Per collected step, on the device, in fused passes (:mod:`._params`, :mod:`._activations`):
+
+============== ======================================================================================
+metric          definition (per module path)
+============== ======================================================================================
+grad_norm       ``sqrt(Σ_p ||g_p||²)`` over the parameters the module owns
+grad_abs_mean   ``Σ_p ||g_p||_1 / Σ_p numel(p)``
+grad_abs_max    ``max_p ||g_p||_∞``
+weight_norm     ``sqrt(Σ_p ||w_p||²)`` before the optimizer step
+update_ratio    ``||w_after - w_before|| / ||w_before||`` across the optimizer step (without an
+                optimizer: between consecutive ``mon.step()`` calls)
+act_mean        mean of the output (pooled over every call of the module in the step)
+act_std         sample standard deviation of the output (n - 1)
+act_zero_frac   fraction of output elements exactly zero
+act_sat_frac    fraction of a saturating activation's outputs within ``sat_eps`` of its range from a
+                bound (sigmoid, tanh, hardtanh, ReLU6, ...); NaN for other modules
+delta_norm      ``||∂L/∂a||₂``, the error signal reaching the module's output (``sqrt`` of the sum of
+                squares over calls)
+dead_frac       at the end of each ``dead_window``: the fraction of a ReLU-family module's units that
+                were zero for every sample of the window; NaN on other steps
+============== ======================================================================================
+
+Everything a step produces is concatenated into one small float64 vector that reaches the host in one
+transfer (on CUDA asynchronously: it is read at the next step, so alerts arrive one step late).
+Histograms (weights, gradients, activations; fixed log-spaced bins) and activation maps of a fixed probe
+batch are taken on the ``heavy`` schedule (logarithmic by default). Steps not written (``every > 1``)
+stay in a ring buffer of ``ring`` steps that is written out when a rule fires, so the steps before a
+problem are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..capture import HandleList, resolve, unwrap
+from ..capture._selectors import Layers
+from ..capture.reducers import log_edges
+from ..errors import AlertError, ArgumentError, CaptureError
+from . import _distributed
+from ._activations import ActivationTap
+from ._histograms import histograms
+from ._params import ParamStats
+from .detectors import RULES, Detector, Finding, StepView, check_rule, make_detectors
+from .schedule import as_schedule
+
+logger = logging.getLogger("netsight")
+
+#: Column order of the per-layer matrix written to the store (``run.log_layers``).
+METRICS: tuple[str, ...] = (
+    "grad_norm",
+    "grad_abs_mean",
+    "grad_abs_max",
+    "weight_norm",
+    "update_ratio",
+    "act_mean",
+    "act_std",
+    "act_zero_frac",
+    "act_sat_frac",
+    "delta_norm",
+    "dead_frac",
+)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One collected step on the host: what the ring buffer holds and what is written."""
+
+    step: int
+    values: np.ndarray  # [L, len(METRICS)] float64
+    hists: dict[str, tuple[list[str], np.ndarray]]  # kind -> (layers, counts [l, E + 1])
+    written: bool = False
+
+
+def _leaf_modules(root: nn.Module) -> list[tuple[str, nn.Module]]:
+    return resolve(root, None)
+
+
+class Monitor:
+    """Watches a model while it trains; create it with :func:`watch`. Context manager; :meth:`close`
+    removes every hook and leaves the model exactly as before."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        run: Any = None,
+        *,
+        layers: Layers = None,
+        every: int = 1,
+        heavy: Any = "log",
+        histograms: bool = True,
+        hist_edges: torch.Tensor | None = None,
+        hist_sample: int | None = 65536,
+        activations: bool = True,
+        delta: bool = True,
+        update_ratio: bool = True,
+        nan_origin: bool = True,
+        probe: torch.Tensor | None = None,
+        maps_layers: Layers = None,
+        maps_k: int = 16,
+        detectors: Mapping[str, Any] | None = None,
+        dead_window: int = 50,
+        sat_eps: float = 0.01,
+        raise_on: str | Collection[str] | None = None,
+        ring: int = 64,
+        distributed: str = "reduce",
+        start_step: int = 0,
+        serve: bool = False,
+    ) -> None:
+        self.model = model
+        self.root = unwrap(model)
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise ArgumentError(
+                f"optimizer: expected a torch.optim.Optimizer, got {type(optimizer).__name__}. Pass the "
+                "optimizer whose step() ends each training step, or None and call mon.step() yourself."
+            )
+        self.optimizer = optimizer
+        self.every = as_schedule(every, "every")
+        self.heavy = as_schedule(heavy, "heavy")
+        if not isinstance(ring, int) or ring < 0:
+            raise ArgumentError(f"ring: expected a non-negative int (steps kept), got {ring!r}.")
+        if not isinstance(dead_window, int) or dead_window < 1:
+            raise ArgumentError(f"dead_window: expected a positive int (steps), got {dead_window!r}.")
+        if distributed not in ("reduce", "per_rank"):
+            raise ArgumentError(
+                f"distributed: expected 'reduce' (statistics pooled over ranks, rank 0 writes) or "
+                f"'per_rank' (each rank writes its own), got {distributed!r}."
+            )
+        if not 0 <= sat_eps < 0.5:
+            raise ArgumentError(f"sat_eps: expected a fraction in [0, 0.5), got {sat_eps!r}.")
+        if isinstance(raise_on, str):
+            raise_on = list(RULES) if raise_on == "all" else [raise_on]
+        self.raise_on = frozenset(check_rule(r, "raise_on") for r in (raise_on or ()))
+        self.detectors: list[Detector] = make_detectors(detectors)
+        self.dead_window = dead_window
+        self.ring: deque[StepRecord] = deque(maxlen=max(ring, 1))
+        self._ring_on = ring > 0
+        self.histograms = bool(histograms)
+        self.edges = (hist_edges if hist_edges is not None else log_edges()).detach().double().cpu()
+        self.hist_sample = hist_sample
+        self.update_ratio = bool(update_ratio)
+        self.rank, self.world = _distributed.world()
+        self.distributed = distributed
+        self.writes = distributed == "per_rank" or self.rank == 0
+        self.run = self._open_run(run)
+        self.alerts: list[Any] = []
+        self.step_count = 0
+        self.start_step = int(start_step)
+
+        self.params = ParamStats(self.root)
+        self.device = self.params.device
+        selected = _leaf_modules(self.root) if layers is None else resolve(self.root, layers)
+        self.tap: ActivationTap | None = None
+        if activations:
+            self.tap = ActivationTap(
+                self.root,
+                selected,
+                probe_others=nan_origin,
+                delta=delta,
+                sat_eps=sat_eps,
+                hist_edges=self.edges if self.histograms else None,
+                hist_sample=hist_sample,
+            )
+        order = [n or "<root>" for n, _ in self.root.named_modules()]
+        wanted = set(self.params.layers) | set(self.tap.layers if self.tap else [])
+        self.layers = [n for n in order if n in wanted]
+        pos = {n: i for i, n in enumerate(self.layers)}
+        self._p_rows = np.array([pos[n] for n in self.params.layers], dtype=np.int64)
+        self._a_rows = np.array([pos[n] for n in (self.tap.layers if self.tap else [])], dtype=np.int64)
+        self.numel = np.zeros(len(self.layers))
+        self.numel[self._p_rows] = self.params.numel.cpu().numpy()
+        self._sat_rows = (
+            np.array([pos[n] for n, b in zip(self.tap.layers, self.tap.sat) if b is not None], dtype=np.int64)
+            if self.tap
+            else np.zeros(0, dtype=np.int64)
+        )
+        self.probe = probe
+        self.maps_k = maps_k
+        self._maps_layers = maps_layers
+        self._handles = HandleList()
+        self._grads: torch.Tensor | None = None
+        self._wn: torch.Tensor | None = None
+        self._prev_wn: torch.Tensor | None = None
+        self._phist: dict[str, torch.Tensor] = {}
+        self._pending: deque[tuple[dict[str, Any], torch.Tensor, Any]] = deque()
+        self._tree_logged = False
+        self._open = False
+        self._start()
+        if serve:
+            self._serve()
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _open_run(self, run: Any) -> Any:
+        if run is None or not self.writes:
+            return run if self.writes else None
+        if isinstance(run, (str, Path)):
+            from ..store import open_run
+
+            self._own_run = True
+            return open_run(run)
+        for attr in ("log_layers", "log_alert"):
+            if not callable(getattr(run, attr, None)):
+                raise ArgumentError(
+                    f"run: expected a run from ns.open_run(...) (or a store directory), got "
+                    f"{type(run).__name__} without {attr}(). Pass run=ns.open_run('netsight-runs')."
+                )
+        return run
+
+    _own_run = False
+
+    def _start(self) -> None:
+        try:
+            if self.tap is not None:
+                self.tap.heavy = self.heavy(self.start_step)
+                self.tap.open()
+            if self.optimizer is not None:
+                self._handles.add(self.optimizer.register_step_pre_hook(self._pre_hook))
+                self._handles.add(self.optimizer.register_step_post_hook(self._post_hook))
+            if self.update_ratio and self.optimizer is None:
+                self.params.snapshot()
+                self._prev_wn = self.params.weight_norms()
+        except BaseException:
+            self._remove_hooks()
+            raise
+        self._open = True
+
+    def _serve(self) -> None:
+        directory = getattr(self.run, "store_dir", None) or getattr(self.run, "directory", None)
+        if directory is None:
+            raise ArgumentError(
+                "serve: True needs a run written to a store directory; pass run=ns.open_run('netsight-runs')."
+            )
+        try:
+            from ..server import serve
+        except ImportError as exc:
+            raise ArgumentError(
+                "serve: the dashboard is not available (netsight.server could not be imported: "
+                f"{exc}). Install netsight[server], or start it later with `netsight serve {directory}`."
+            ) from exc
+        serve(directory, background=True)
+
+    # -- context --------------------------------------------------------------------------------
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _remove_hooks(self) -> None:
+        try:
+            self._handles.remove()
+        finally:
+            if self.tap is not None:
+                self.tap.close()
+
+    def close(self) -> None:
+        """Write what is pending, remove every hook; the model is left exactly as before."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            self._drain(all_pending=True)
+        finally:
+            self._remove_hooks()
+            self.params.release()
+            if self._own_run and self.run is not None:
+                self.run.close()
+
+    @property
+    def closed(self) -> bool:
+        return not self._open
+
+    # -- the step -------------------------------------------------------------------------------
+    def _pre_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._before_update()
+
+    def _post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._collect()
+
+    def _before_update(self) -> None:
+        with torch.no_grad():
+            self._grads = self.params.grads()
+            self._wn = self.params.weight_norms()
+            if self.update_ratio:
+                self.params.snapshot()
+            heavy = self.histograms and self.heavy(self.start_step + self.step_count)
+            self._phist = {}
+            if heavy:
+                p = self.params
+                grads = [(q.grad, o) for q, o in zip(p.params, p._owner_list) if q.grad is not None]
+                self._phist["weight"] = histograms(
+                    [q.detach() for q in p.params], p._owner_list, len(p), self.edges, self.hist_sample
+                )
+                self._phist["grad"] = histograms(
+                    [g for g, _ in grads], [o for _, o in grads], len(p), self.edges, self.hist_sample
+                )
+
+    def step(self, step: int | None = None) -> None:
+        """Collect this step (call after ``backward``) when watching without an optimizer.
+
+        ``step``: the step number to record (default: the monitor's own counter).
+        """
+        if not self._open:
+            raise CaptureError("mon.step(): this monitor is closed; create a new one with ns.watch(...).")
+        if self.optimizer is not None:
+            raise ArgumentError(
+                "step: this monitor collects on optimizer.step() already (optimizer= was given); do not "
+                "call mon.step() as well, or watch without optimizer=."
+            )
+        if step is not None:
+            self.start_step = int(step) - self.step_count
+        self._before_update_manual()
+        self._collect()
+
+    def _before_update_manual(self) -> None:
+        # without an optimizer: gradients and weights now; the update is against the previous call
+        prev_wn = self._prev_wn
+        self._before_update()
+        self._prev_wn = self._wn
+        self._wn_for_update = prev_wn
+
+    _wn_for_update: torch.Tensor | None = None
+
+    def _collect(self) -> None:
+        step = self.start_step + self.step_count
+        heavy = self.heavy(step)
+        with torch.no_grad():
+            dev = self.device
+            lp = len(self.params)
+            grads = self._grads if self._grads is not None else self.params.grads()
+            wn = self._wn if self._wn is not None else self.params.weight_norms()
+            if self.update_ratio:
+                ref = wn if self.optimizer is not None else self._wn_for_update
+                upd = self.params.updates(ref)
+                if self.optimizer is None:
+                    self.params.snapshot()
+            else:
+                upd = torch.full((lp,), math.nan, dtype=torch.float64, device=dev)
+            parts = [grads.reshape(-1), wn, upd]
+            meta: dict[str, Any] = {"step": step, "heavy": heavy, "lp": lp}
+            if self.tap is not None:
+                bins = self.edges.numel() + 1
+                ts = self.tap.take(dev, bins)
+                if self.world > 1 and self.distributed == "reduce":
+                    ts = _distributed.reduce_tap(ts, self.world)
+                la = len(self.tap.layers)
+                dead = torch.full((la,), math.nan, dtype=torch.float64, device=dev)
+                if (self.step_count + 1) % self.dead_window == 0:
+                    dead, flat = self.tap.dead_fractions(dev)
+                    if self.world > 1 and self.distributed == "reduce":
+                        flat = _distributed.all_reduce_max(flat)
+                    dead = self.tap.fill_dead(dead, flat)
+                    self.tap.reset_window()
+                parts += [ts.act.reshape(-1), ts.delta_sq, dead, ts.fwd_bad, ts.bwd_bad]
+                meta.update(
+                    la=la, fwd_names=ts.fwd_names, bwd_names=ts.bwd_names, act_hist=ts.hist is not None
+                )
+                if ts.hist is not None:
+                    parts.append(ts.hist.reshape(-1))
+                if not self._tree_logged:
+                    meta["tree"] = True
+                    self._tree_logged = True
+            for kind in ("weight", "grad"):
+                if kind in self._phist:
+                    parts.append(self._phist[kind].reshape(-1).to(dev))
+                    meta.setdefault("phist", []).append(kind)
+            flat = torch.cat([p.to(dev, torch.float64) for p in parts])
+            self._grads = self._wn = None
+            self._phist = {}
+            if flat.device.type == "cuda":
+                host = flat.to("cpu", non_blocking=True)
+                event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+                event.record()
+            else:
+                host, event = flat.cpu(), None
+        self.step_count += 1
+        if self.tap is not None:
+            self.tap.heavy = self.histograms and self.heavy(self.start_step + self.step_count)
+        self._pending.append((meta, host, event))
+        self._drain(all_pending=event is None)
+        if heavy and self.probe is not None and self.run is not None:
+            self._maps(step)
+
+    def _drain(self, all_pending: bool) -> None:
+        # on CUDA, keep the newest step's copy in flight; the previous ones have long arrived
+        while self._pending and (all_pending or len(self._pending) > 1):
+            meta, host, event = self._pending.popleft()
+            if event is not None:
+                event.synchronize()
+            self._process(meta, host.numpy())
+
+    # -- host side ------------------------------------------------------------------------------
+    def _process(self, meta: dict[str, Any], v: np.ndarray) -> None:
+        step = meta["step"]
+        lp = meta["lp"]
+        nm = len(METRICS)
+        values = np.full((len(self.layers), nm), np.nan)
+        off = 0
+        g = v[off : off + lp * 4].reshape(lp, 4)
+        off += lp * 4
+        wn = v[off : off + lp]
+        off += lp
+        upd = v[off : off + lp]
+        off += lp
+        values[self._p_rows, 0:3] = g[:, :3]
+        values[self._p_rows, 3] = wn
+        values[self._p_rows, 4] = upd
+        has_grad = np.zeros(len(self.layers), dtype=bool)
+        has_grad[self._p_rows] = g[:, 3] > 0
+        fwd_origin = bwd_origin = None
+        hists: dict[str, tuple[list[str], np.ndarray]] = {}
+        bins = self.edges.numel() + 1
+        if self.tap is not None:
+            la = meta["la"]
+            act = v[off : off + la * 5].reshape(la, 5)
+            off += la * 5
+            dsq = v[off : off + la]
+            off += la
+            dead = v[off : off + la]
+            off += la
+            fb, bb = v[off], v[off + 1]
+            off += 2
+            n = act[:, 0]
+            with np.errstate(all="ignore"):
+                ok = n > 0
+                values[self._a_rows, 5] = np.where(ok, act[:, 1], np.nan)
+                values[self._a_rows, 6] = np.where(
+                    n > 1, np.sqrt(act[:, 2] / (n - 1)), np.where(ok, 0.0, np.nan)
+                )
+                values[self._a_rows, 7] = np.where(ok, act[:, 3] / n, np.nan)
+                sat = np.where(ok, act[:, 4] / n, np.nan)
+                values[self._a_rows, 9] = np.sqrt(dsq)
+            values[self._a_rows, 10] = dead
+            satcol = np.full(len(self.layers), np.nan)
+            satcol[self._a_rows] = sat
+            values[self._sat_rows, 8] = satcol[self._sat_rows]
+            if np.isfinite(fb):
+                fwd_origin = meta["fwd_names"][int(fb)]
+            if np.isfinite(bb):
+                bwd_origin = meta["bwd_names"][int(bb)]
+            if meta["act_hist"]:
+                hists["activation"] = (list(self.tap.layers), v[off : off + la * bins].reshape(la, bins))
+                off += la * bins
+            if meta.get("tree"):
+                self._log_tree(meta["fwd_names"])
+        for kind in meta.get("phist", []):
+            hists[kind] = (list(self.params.layers), v[off : off + lp * bins].reshape(lp, bins))
+            off += lp * bins
+        record = StepRecord(step, values, hists)
+        view = StepView(
+            step=step,
+            layers=self.layers,
+            metrics=METRICS,
+            values=values,
+            numel=self.numel,
+            has_grad=has_grad,
+            fwd_origin=fwd_origin,
+            bwd_origin=bwd_origin,
+        )
+        findings: list[Finding] = []
+        for det in self.detectors:
+            findings.extend(det(view))
+        due = self.every(step)
+        if findings:
+            for old in self.ring:
+                if not old.written:
+                    self._write(old)
+            self.ring.clear()
+            self._write(record)
+        elif due:
+            self._write(record)
+            if self._ring_on:
+                self.ring.clear()
+        elif self._ring_on:
+            self.ring.append(record)
+        self.last = record
+        self._alert(step, findings)
+
+    def _write(self, rec: StepRecord) -> None:
+        if self.run is None:
+            return
+        self.run.log_layers(rec.step, self.layers, list(METRICS), rec.values.astype(np.float32))
+        for kind, (layers, counts) in rec.hists.items():
+            self.run.log_histograms(rec.step, kind, layers, self.edges, counts)
+
+    def _alert(self, step: int, findings: Sequence[Finding]) -> None:
+        if not findings:
+            return
+        from ..store import Alert
+
+        first: Any = None
+        for f in findings:
+            alert = Alert(
+                step=step, layer=f.layer, rule=f.rule, value=f.value, message=f.message, severity=f.severity
+            )
+            self.alerts.append(alert)
+            if self.writes:
+                logger.warning("%s", f.message)
+                if self.run is not None:
+                    self.run.log_alert(alert)
+            if first is None and f.rule in self.raise_on:
+                first = alert
+        if first is not None:
+            raise AlertError(
+                f"raise_on: rule {first.rule!r} fired: {first.message}. Fix the training setup, or drop "
+                f"{first.rule!r} from raise_on to only log it.",
+                alert=first,
+            )
+
+    def _log_tree(self, order_names: list[str]) -> None:
+        if self.run is None or self.tap is None:
+            return
+        order: dict[str, int] = {}
+        for n in order_names:
+            order.setdefault(n, len(order))
+        nodes = []
+        for name, module in self.root.named_modules():
+            key = name or "<root>"
+            parent = None if not name else (name.rsplit(".", 1)[0] if "." in name else "<root>")
+            shape = self.tap.shapes.get(key)
+            nodes.append(
+                {
+                    "name": key,
+                    "type": type(module).__name__,
+                    "parent": parent,
+                    "params": int(sum(p.numel() for p in module.parameters())),
+                    "out_shape": list(shape) if shape is not None else None,
+                    "order": order.get(key, -1),
+                }
+            )
+        self.run.log_module_tree(nodes)
+
+    def _maps(self, step: int) -> None:
+        from ..capture import capture, preserved_state
+        from ..render import feature_grid
+
+        layers = self._maps_layers
+        if layers is None:
+            convs = [n for n, m in self.root.named_modules() if isinstance(m, nn.Conv2d)]
+            if not convs:
+                return
+            pick = (
+                sorted({round(i * (len(convs) - 1) / 3) for i in range(4)})
+                if len(convs) > 4
+                else range(len(convs))
+            )
+            layers = [convs[i] for i in pick]
+        x = self.probe
+        assert x is not None
+        x = x.to(self.device)
+        with preserved_state(self.root), torch.no_grad():
+            self.root.eval()
+            with capture(self.root, layers=layers) as cap:
+                self.root(x)
+        for name in cap.names:
+            act = cap[name].activation
+            if not isinstance(act, torch.Tensor) or act.dim() != 4:
+                continue
+            grid = feature_grid(act, k=self.maps_k)
+            self.run.log_image(step, f"activation/{name}", grid.cpu(), layer=name, kind="activation_map")
+
+    def __repr__(self) -> str:
+        state = "open" if self._open else "closed"
+        return f"Monitor({state}, {len(self.layers)} layers, step {self.start_step + self.step_count})"
+
+
+def watch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    run: Any = None,
+    **options: Any,
+) -> Monitor:
+    """Watch ``model`` train: per-layer statistics every step, diagnosis online, written to ``run``.
+
+    ::
+
+        run = ns.open_run("netsight-runs", name="mnist-cnn")
+        with ns.watch(model, optimizer=opt, run=run):
+            for x, y in loader:
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(); loss.backward(); opt.step()   # collected on opt.step()
+
+    Without ``optimizer``, call ``mon.step()`` after each ``backward``.
+
+    Args:
+        model: the network (DataParallel/DDP wrappers are looked through).
+        optimizer: collect on each ``optimizer.step()`` through its step pre/post hooks.
+        run: a run from :func:`netsight.open_run`, a store directory (a run is opened there), or
+            ``None`` (statistics and alerts are kept on the monitor only: ``mon.last``, ``mon.alerts``).
+        layers: modules whose outputs get activation statistics and δ (selector as in ``ns.capture``);
+            default every leaf module. Parameter statistics cover every module owning parameters.
+        every: write every n-th step (default 1); the others wait in the ring buffer.
+        heavy: schedule of histograms and activation maps: ``"log"`` (default), ``"always"``, an int,
+            ``"never"``, or ``step -> bool``.
+        histograms, hist_edges, hist_sample: histogram weights, gradients and activations in these
+            bins (default ``log_edges()``), sampling at most ``hist_sample`` elements per tensor.
+        activations, delta, update_ratio, nan_origin: turn those statistics off with ``False``.
+        probe, maps_layers, maps_k: on heavy steps, run ``probe`` (a fixed batch) through the model in
+            eval mode without gradients and log ``maps_k`` channel maps of ``maps_layers`` (default: up
+            to four Conv2d layers) as ``kind="activation_map"`` images.
+        detectors: per-rule options (see :mod:`netsight.monitor.detectors`), ``False`` to turn one off.
+        dead_window: steps per dead-unit window. sat_eps: saturation tolerance as a fraction of range.
+        raise_on: rule names (or ``"all"``) that raise :class:`~netsight.errors.AlertError`.
+        ring: steps kept for anomaly-triggered writing (0: off).
+        distributed: ``"reduce"`` (pool statistics over ranks; rank 0 writes) or ``"per_rank"``.
+        start_step: the first step's number.
+        serve: start the dashboard on the run's store in a background thread.
+    """
+    return Monitor(model, optimizer, run, **options)

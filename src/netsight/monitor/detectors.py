@@ -1,0 +1,371 @@
+"""Online diagnosis rules: each reads one collected step of per-layer statistics and says what broke.
+
+Every rule is a small class with its thresholds as constructor arguments (documented below, all
+configurable through ``ns.watch(detectors={"vanishing": {"ratio": 1e-4}, "saturation": False})``).
+A rule fires once when its condition starts (after ``patience`` consecutive collected steps where it
+applies) and re-arms when the condition has been clear for ``patience`` steps, so a persistent
+problem gives one alert per layer, not one per step.
+
+Rules (registry names):
+
+``vanishing``
+    (a) relative: a layer's RMS gradient ``grad_norm / sqrt(numel)`` is below ``ratio`` (1e-3) times the
+    median RMS gradient of all parameterised layers — far below the rest of the network, as the
+    early layers of a deep sigmoid MLP are; (b) falling: its gradient norm is below ``1 / fall``
+    (1/100) of its own maximum over the last ``window`` (50) steps. Both for ``patience`` (3) steps.
+``exploding``
+    (a) jump: a layer's gradient norm exceeds ``jump`` (10) times its median over the last ``window``
+    (50) steps (after ``min_history`` (10) steps); (b) growth: the median of its last 5 values is
+    ``growth`` (100) times the median of the first 5 in the window. Non-finite norms go to ``nan``.
+``dead_units``
+    the fraction of a ReLU-family layer's units (channels, or features) that output exactly zero for
+    every sample of every step in a window of ``window`` steps (the monitor's ``dead_window``, 50) is
+    at least ``fraction`` (0.5).
+``nan``
+    the first step where any output, output gradient or parameter gradient is NaN/Inf; names the first
+    module in forward order whose output became non-finite (else the first in backward order whose
+    output gradient did, else the first layer with a non-finite parameter gradient).
+``saturation``
+    a saturating activation (sigmoid, tanh, hardtanh, ...) has at least ``fraction`` (0.5) of its
+    outputs within 1% of its range from a bound, for ``patience`` (10) consecutive steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import ArgumentError, UnknownNameError, closest
+
+__all__ = [
+    "RULES",
+    "DeadUnits",
+    "Detector",
+    "Exploding",
+    "Finding",
+    "NonFinite",
+    "Saturation",
+    "StepView",
+    "Vanishing",
+    "make_detectors",
+]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a rule found: ``layer`` (module path or ``None``), the offending ``value``, and words."""
+
+    rule: str
+    layer: str | None
+    value: float
+    message: str
+    severity: str = "warning"
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One collected step as the rules see it (host values).
+
+    ``values[layer_index, metric_index]`` with NaN for missing; ``numel`` parameters per layer (0 for a
+    layer without parameters); ``fwd_origin``/``bwd_origin``: first module whose output (output
+    gradient) was non-finite, in forward (backward) order, or ``None``.
+    """
+
+    step: int
+    layers: list[str]
+    metrics: tuple[str, ...]
+    values: np.ndarray
+    numel: np.ndarray
+    has_grad: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    fwd_origin: str | None = None
+    bwd_origin: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def col(self, metric: str) -> np.ndarray:
+        return np.asarray(self.values[:, self.metrics.index(metric)], dtype=np.float64)
+
+
+class _Latch:
+    """Per-layer "fire once per episode" state with patience on both edges."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = max(1, int(patience))
+        self.on: dict[str, int] = {}
+        self.off: dict[str, int] = {}
+        self.fired: set[str] = set()
+
+    def update(self, key: str, cond: bool) -> bool:
+        if cond:
+            self.off[key] = 0
+            self.on[key] = self.on.get(key, 0) + 1
+            if key not in self.fired and self.on[key] >= self.patience:
+                self.fired.add(key)
+                return True
+            return False
+        self.on[key] = 0
+        self.off[key] = self.off.get(key, 0) + 1
+        if key in self.fired and self.off[key] >= self.patience:
+            self.fired.discard(key)
+        return False
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What a rule is: a ``name`` and ``__call__(view) -> list[Finding]``."""
+
+    name: str
+
+    def __call__(self, view: StepView) -> list[Finding]: ...
+
+
+class _History:
+    """The last ``window`` values of one metric per layer."""
+
+    def __init__(self, window: int) -> None:
+        self.rows: deque[np.ndarray] = deque(maxlen=max(2, int(window)))
+        self.layers: list[str] | None = None
+
+    def push(self, layers: list[str], row: np.ndarray) -> np.ndarray:
+        if self.layers != layers:
+            self.rows.clear()
+            self.layers = list(layers)
+        past = np.array(self.rows) if self.rows else np.zeros((0, len(layers)))
+        self.rows.append(row.copy())
+        return past
+
+
+def _positive(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ArgumentError(f"{name}: expected a positive number, got {value!r}.")
+    return float(value)
+
+
+class Vanishing:
+    """Gradients far below the rest of the network, or falling ≥ ``fall``x over a window."""
+
+    name = "vanishing"
+
+    def __init__(self, ratio: float = 1e-3, fall: float = 100.0, window: int = 50, patience: int = 3) -> None:
+        self.ratio = _positive("ratio", ratio)
+        self.fall = _positive("fall", fall)
+        self.hist = _History(window)
+        self.latch = _Latch(patience)
+
+    def __call__(self, view: StepView) -> list[Finding]:
+        g = view.col("grad_norm")
+        past = self.hist.push(view.layers, g)
+        has = (view.numel > 0) & np.isfinite(g)
+        out: list[Finding] = []
+        if not has.any():
+            return out
+        rms = np.where(has, g / np.sqrt(np.maximum(view.numel, 1)), np.nan)
+        ref = float(np.nanmedian(rms[has]))
+        peak = np.nanmax(np.where(np.isfinite(past), past, np.nan), axis=0) if len(past) >= 10 else None
+        for i in np.flatnonzero(has):
+            name = view.layers[i]
+            low = ref > 0 and rms[i] < self.ratio * ref
+            fell = peak is not None and np.isfinite(peak[i]) and peak[i] > 0 and g[i] < peak[i] / self.fall
+            if self.latch.update(name, bool(low or fell)):
+                if low:
+                    msg = (
+                        f"vanishing gradient in {name!r} at step {view.step}: RMS gradient {rms[i]:.3g} is "
+                        f"{rms[i] / ref:.2g}x the network's median {ref:.3g} (rule: < {self.ratio:g}x)"
+                    )
+                    out.append(Finding(self.name, name, float(g[i]), msg))
+                else:
+                    assert peak is not None
+                    msg = (
+                        f"vanishing gradient in {name!r} at step {view.step}: gradient norm {g[i]:.3g} fell "
+                        f"{peak[i] / max(g[i], 1e-300):.3g}x below its recent maximum {peak[i]:.3g} "
+                        f"(rule: ≥ {self.fall:g}x)"
+                    )
+                    out.append(Finding(self.name, name, float(g[i]), msg))
+        return out
+
+
+class Exploding:
+    """A gradient norm jumping ≥ ``jump``x its recent median, or growing ≥ ``growth``x over a window."""
+
+    name = "exploding"
+
+    def __init__(
+        self, jump: float = 10.0, growth: float = 100.0, window: int = 50, min_history: int = 10
+    ) -> None:
+        self.jump = _positive("jump", jump)
+        self.growth = _positive("growth", growth)
+        self.min_history = int(min_history)
+        self.hist = _History(window)
+        self.latch = _Latch(1)
+
+    def __call__(self, view: StepView) -> list[Finding]:
+        g = view.col("grad_norm")
+        past = self.hist.push(view.layers, g)
+        out: list[Finding] = []
+        if len(past) < self.min_history:
+            return out
+        with np.errstate(all="ignore"):
+            med = np.nanmedian(np.where(np.isfinite(past), past, np.nan), axis=0)
+            first = np.nanmedian(np.where(np.isfinite(past[:5]), past[:5], np.nan), axis=0)
+            recent = np.vstack([past[-4:], g[None, :]])
+            last = np.nanmedian(np.where(np.isfinite(recent), recent, np.nan), axis=0)
+        for i, name in enumerate(view.layers):
+            if not np.isfinite(g[i]) or not np.isfinite(med[i]) or med[i] <= 0:
+                continue
+            jumped = g[i] > self.jump * med[i]
+            grew = np.isfinite(first[i]) and first[i] > 0 and last[i] > self.growth * first[i]
+            if self.latch.update(name, bool(jumped or grew)):
+                if jumped:
+                    msg = (
+                        f"exploding gradient in {name!r} at step {view.step}: gradient norm {g[i]:.3g} is "
+                        f"{g[i] / med[i]:.3g}x its recent median {med[i]:.3g} (rule: > {self.jump:g}x)"
+                    )
+                else:
+                    msg = (
+                        f"exploding gradient in {name!r} at step {view.step}: gradient norm grew "
+                        f"{last[i] / first[i]:.3g}x over the window (rule: > {self.growth:g}x)"
+                    )
+                out.append(Finding(self.name, name, float(g[i]), msg))
+        return out
+
+
+class DeadUnits:
+    """ReLU-family layers with at least ``fraction`` of units zero for every sample over the window."""
+
+    name = "dead_units"
+
+    def __init__(self, fraction: float = 0.5) -> None:
+        if not 0 < fraction <= 1:
+            raise ArgumentError(f"fraction: expected a number in (0, 1], got {fraction!r}.")
+        self.fraction = float(fraction)
+        self.latch = _Latch(1)
+
+    def __call__(self, view: StepView) -> list[Finding]:
+        d = view.col("dead_frac")
+        out: list[Finding] = []
+        for i in np.flatnonzero(np.isfinite(d)):
+            name = view.layers[i]
+            if self.latch.update(name, bool(d[i] >= self.fraction)):
+                msg = (
+                    f"dead units in {name!r} at step {view.step}: {d[i]:.0%} of its units output zero for "
+                    f"every sample over the window (rule: ≥ {self.fraction:.0%})"
+                )
+                out.append(Finding(self.name, name, float(d[i]), msg))
+        return out
+
+
+class NonFinite:
+    """The first step with a NaN/Inf output, output gradient or parameter gradient, and its origin."""
+
+    name = "nan"
+
+    def __init__(self) -> None:
+        self.latch = _Latch(1)
+
+    def __call__(self, view: StepView) -> list[Finding]:
+        g = view.col("grad_norm")
+        has = view.has_grad if view.has_grad.shape == g.shape else np.zeros(g.shape, dtype=bool)
+        bad_grad = [view.layers[i] for i in np.flatnonzero(has & ~np.isfinite(g))]
+        cond = view.fwd_origin is not None or view.bwd_origin is not None or bool(bad_grad)
+        if not self.latch.update("model", cond):
+            return []
+        mean = view.col("act_mean")
+        if view.fwd_origin is not None:
+            layer = view.fwd_origin
+            where = "output"
+            order = "forward"
+        elif view.bwd_origin is not None:
+            layer = view.bwd_origin
+            where = "output gradient"
+            order = "backward"
+        else:
+            layer = bad_grad[-1]  # parameter gradients appear in backward order: the last layer first
+            where = "parameter gradient"
+            order = "backward"
+        value = math.nan
+        if layer in view.layers:
+            j = view.layers.index(layer)
+            value = float(mean[j]) if where == "output" else float(g[j])
+        msg = (
+            f"non-finite values at step {view.step}: the {where} of {layer!r} is the first to become "
+            f"NaN/Inf in {order} order"
+        )
+        return [Finding(self.name, layer, value, msg, severity="error")]
+
+
+class Saturation:
+    """Saturating activations with at least ``fraction`` of outputs at a bound for ``patience`` steps."""
+
+    name = "saturation"
+
+    def __init__(self, fraction: float = 0.5, patience: int = 10) -> None:
+        if not 0 < fraction <= 1:
+            raise ArgumentError(f"fraction: expected a number in (0, 1], got {fraction!r}.")
+        self.fraction = float(fraction)
+        self.latch = _Latch(patience)
+
+    def __call__(self, view: StepView) -> list[Finding]:
+        s = view.col("act_sat_frac")
+        out: list[Finding] = []
+        for i in np.flatnonzero(np.isfinite(s)):
+            name = view.layers[i]
+            if self.latch.update(name, bool(s[i] >= self.fraction)):
+                msg = (
+                    f"saturation in {name!r} at step {view.step}: {s[i]:.0%} of its outputs are within 1% "
+                    f"of a bound for {self.latch.patience} steps (rule: ≥ {self.fraction:.0%})"
+                )
+                out.append(Finding(self.name, name, float(s[i]), msg))
+        return out
+
+
+RULES: dict[str, Callable[..., Detector]] = {
+    "vanishing": Vanishing,
+    "exploding": Exploding,
+    "dead_units": DeadUnits,
+    "nan": NonFinite,
+    "saturation": Saturation,
+}
+
+
+def check_rule(name: str, argument: str) -> str:
+    if name not in RULES:
+        near = closest(name, RULES)
+        hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+        raise UnknownNameError(f"{argument}: unknown rule {name!r}.{hint} Known: {', '.join(sorted(RULES))}.")
+    return name
+
+
+def make_detectors(spec: Mapping[str, Any] | None) -> list[Detector]:
+    """Every rule with its defaults, overridden per rule by ``spec``.
+
+    ``spec[name]`` is ``False`` (off), ``True``/``None`` (defaults), a dict of constructor arguments, or a
+    :class:`Detector` instance.
+    """
+    spec = dict(spec or {})
+    for name in spec:
+        check_rule(str(name), "detectors")
+    out: list[Detector] = []
+    for name, factory in RULES.items():
+        opt = spec.get(name, True)
+        if opt is False:
+            continue
+        if isinstance(opt, Detector):
+            out.append(opt)
+        elif opt is True or opt is None:
+            out.append(factory())
+        elif isinstance(opt, Mapping):
+            try:
+                out.append(factory(**opt))
+            except TypeError as exc:
+                raise ArgumentError(
+                    f"detectors[{name!r}]: {exc}. See netsight.monitor.detectors.{factory.__name__}."
+                ) from exc
+        else:
+            raise ArgumentError(
+                f"detectors[{name!r}]: expected False, True, a dict of options or a Detector, got {opt!r}."
+            )
+    return out
