@@ -1,0 +1,83 @@
+"""Where runs live: one directory per store, one SQLite file per run, a marker file naming the layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from ..errors import ArgumentError, StoreError
+
+__all__ = ["MARKER", "RUN_SUFFIX", "check_store", "ensure_store", "reserve", "run_names", "run_path"]
+
+MARKER = "netsight-store.json"
+RUN_SUFFIX = ".sqlite"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
+
+
+def validate_name(name: object, argument: str = "name") -> str:
+    if not isinstance(name, str) or not _NAME.match(name) or name.endswith(RUN_SUFFIX):
+        raise ArgumentError(
+            f"{argument}: a run name is letters, digits, '.', '_' and '-' (1 to 200 of them, starting with "
+            f"a letter or digit, not ending in {RUN_SUFFIX!r}); got {name!r}. Pass e.g. 'mnist-cnn'."
+        )
+    return name
+
+
+def run_path(store_dir: Path, name: str) -> Path:
+    return store_dir / f"{name}{RUN_SUFFIX}"
+
+
+def ensure_store(store_dir: str | os.PathLike[str]) -> Path:
+    """Create the store directory (and its marker) if missing; refuse a path that is a file."""
+    path = Path(store_dir)
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"store_dir: {str(path)!r} is a file, not a directory. Pass a directory path.")
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / MARKER
+    if not marker.exists():
+        tmp = path / f".{MARKER}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"format": "netsight-runs", "layout": "one SQLite file per run"}) + "\n")
+        os.replace(tmp, marker)
+    return path
+
+
+def check_store(store_dir: str | os.PathLike[str]) -> Path:
+    """The store directory for reading; a clear StoreError when it is missing or not a store."""
+    path = Path(store_dir)
+    if not path.exists():
+        raise StoreError(
+            f"store_dir: {str(path)!r} does not exist. Pass the directory given to ns.open_run(...) "
+            "(it is created by the first run written there)."
+        )
+    if not path.is_dir():
+        raise StoreError(f"store_dir: {str(path)!r} is a file, not a store directory. Pass its directory.")
+    if not (path / MARKER).exists() and not any(path.glob(f"*{RUN_SUFFIX}")) and any(path.iterdir()):
+        raise StoreError(
+            f"store_dir: {str(path)!r} is not a netsight store (no {MARKER} and no *{RUN_SUFFIX} run "
+            "files). Pass the directory given to ns.open_run(...)."
+        )
+    return path
+
+
+def run_names(store_dir: Path) -> list[str]:
+    return sorted(p.name[: -len(RUN_SUFFIX)] for p in store_dir.glob(f"*{RUN_SUFFIX}") if p.is_file())
+
+
+def reserve(store_dir: Path, name: str | None) -> tuple[str, Path]:
+    """Claim a fresh run file atomically (O_EXCL): ``name``, else ``name-2``, ``name-3``, ..."""
+    base = validate_name(name) if name is not None else time.strftime("run-%Y%m%d-%H%M%S")
+    for i in range(1, 100_000):
+        candidate = base if i == 1 else f"{base}-{i}"
+        path = run_path(store_dir, candidate)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return candidate, path
+    raise StoreError(
+        f"name: no free run name derived from {base!r} in {str(store_dir)!r}. Pick another name."
+    )

@@ -1,0 +1,52 @@
+"""The frozen records the store hands out: run summaries, alerts, image descriptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Alert", "ImageInfo", "RunInfo"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run of a store.
+
+    ``status`` is ``"running"``, ``"finished"`` or ``"failed"``; ``created`` and ``updated`` are Unix
+    times (seconds); ``last_step`` is the highest step logged so far (``None`` before the first one).
+    """
+
+    name: str
+    status: str
+    created: float
+    updated: float
+    last_step: int | None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A diagnosis: at ``step``, ``layer`` (module path, or ``None`` for the whole model) broke ``rule``.
+
+    ``value`` is the statistic that broke it, ``message`` says it in words, ``severity`` is
+    ``"info"``, ``"warning"`` or ``"error"``.
+    """
+
+    step: int
+    layer: str | None
+    rule: str
+    value: float
+    message: str
+    severity: str = "warning"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image kept in a run; fetch its PNG bytes with ``RunReader.image(info.id)``."""
+
+    id: int
+    step: int
+    key: str
+    layer: str | None
+    kind: str
+    meta: dict[str, Any] = field(default_factory=dict)
