@@ -1,8 +1,8 @@
 """netsight's command line: ``netsight demo | explain | methods | report | serve``.
 
-One module per command; each registers itself on the typer app in :mod:`netsight.cli._app`. ``main``
-imports every command module explicitly (so the command list never depends on import order) and runs
-the app.
+One module per command; each registers itself on the typer app in :mod:`netsight.cli._app`. Importing
+this package imports every command module explicitly (so the command list never depends on import
+order); ``main`` runs the app.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ def _load_commands() -> None:
             importlib.import_module(module)
 
 
+_load_commands()
+
+
 def main() -> None:
     """Entry point of the ``netsight`` console script and of ``python -m netsight``."""
-    _load_commands()
     app()

@@ -31,7 +31,12 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-_STATE = {"debug": os.environ.get("NETSIGHT_DEBUG", "") not in ("", "0")}
+
+def _env_debug() -> bool:
+    return os.environ.get("NETSIGHT_DEBUG", "") not in ("", "0")
+
+
+_STATE = {"debug": _env_debug()}
 
 
 @app.callback()
@@ -41,8 +46,7 @@ def _root(
     ),
 ) -> None:
     """See inside PyTorch networks."""
-    if debug:
-        _STATE["debug"] = True
+    _STATE["debug"] = debug or _env_debug()
 
 
 def set_debug(on: bool) -> None:

@@ -4,6 +4,8 @@ file, or ``path.py:factory`` plus a state dict; and the ImageNet-style preproces
 from __future__ import annotations
 
 import importlib.util
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,37 @@ class LoadedModel:
     model: nn.Module
     spec: str
     categories: tuple[str, ...] | None = None
+    scripted: bool = False
+
+
+class ScriptedModel(nn.Module):
+    """A plain module around a TorchScript one, which cannot take hooks itself.
+
+    netsight observes the wrapper (inputs, outputs, gradients), so input-gradient and perturbation
+    methods work; layer methods need hooks inside the model and so a Python model.
+    """
+
+    _scripted: nn.Module
+
+    def __init__(self, scripted: nn.Module) -> None:
+        super().__init__()
+        # Not registered as a submodule: module walks (hooks, probes) must not reach into TorchScript.
+        object.__setattr__(self, "_scripted", scripted)
+
+    def forward(self, *args: Any) -> Any:
+        return self._scripted(*args)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> ScriptedModel:  # .to(device), .float(), ...
+        inner: Any = self._scripted
+        inner._apply(fn)
+        outer: Any = super()
+        outer._apply(fn, recurse)
+        return self
+
+    def train(self, mode: bool = True) -> ScriptedModel:
+        self._scripted.train(mode)
+        super().train(mode)
+        return self
 
 
 def _torchvision(name: str, pretrained: bool) -> LoadedModel:
@@ -108,17 +141,29 @@ def _factory(file: Path, factory: str, weights: Path | None) -> LoadedModel:
     return LoadedModel(model.eval(), f"{file}:{factory}")
 
 
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zip files holding compiled ``code/``; ``torch.save`` files hold no code."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.split("/", 2)[1:2] == ["code"] for n in zf.namelist())
+
+
 def _file(path: Path) -> LoadedModel:
     if not path.is_file():
         raise ArgumentError(
             f"model: {str(path)!r} is not a file, nor 'torchvision:NAME', 'timm:NAME' or 'file.py:factory'."
         )
-    try:
-        scripted = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
-    except RuntimeError:
-        scripted = None
-    if scripted is not None:
-        return LoadedModel(scripted.eval(), str(path))
+    if path.suffix == ".pt2":
+        program = torch.export.load(str(path))
+        return LoadedModel(program.module(), str(path))
+    if _is_torchscript(path):
+        with warnings.catch_warnings():
+            # torch >= 2.10 marks TorchScript deprecated; loading a file the user names is still supported.
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+        return LoadedModel(ScriptedModel(scripted).eval(), str(path), scripted=True)
     # A whole pickled module: unpickling runs code from the file, so only load files you trust.
     obj: Any = torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(obj, nn.Module):
@@ -135,7 +180,8 @@ def load_model(spec: str, *, weights: str | Path | None = None, pretrained: bool
     """Load the model ``spec`` names, in eval mode.
 
     ``torchvision:resnet18`` (random weights unless ``pretrained``), ``timm:vit_tiny_patch16_224``, a
-    TorchScript file, a saved module (``torch.save(model, "m.pt")``; unpickling runs code, so only load
+    TorchScript file, a ``torch.export`` program (``.pt2``), a saved module (``torch.save(model, "m.pt")``;
+    unpickling runs code, so only load
     files you trust), or ``model.py:factory`` whose ``factory()`` builds the module, with ``weights`` a
     state dict to load into it.
     """
@@ -166,7 +212,8 @@ def load_images(paths: list[Path], size: int = 224) -> tuple[torch.Tensor, torch
     resized to ``size``, centre-cropped) for drawing, and ``inputs`` the same normalised with the
     ImageNet mean and standard deviation, for the model.
     """
-    from torchvision.io import ImageReadMode, decode_image
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
     from torchvision.transforms import v2
 
     prep = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
@@ -175,11 +222,13 @@ def load_images(paths: list[Path], size: int = 224) -> tuple[torch.Tensor, torch
         if not p.is_file():
             raise ArgumentError(f"IMAGE: no such file {str(p)!r}.")
         try:
-            img = decode_image(str(p), mode=ImageReadMode.RGB)  # uint8 [3, H, W]
-        except RuntimeError as exc:
+            with Image.open(p) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as exc:
             raise ArgumentError(
                 f"IMAGE: cannot read {str(p)!r} as an image ({exc}); use PNG or JPEG."
             ) from exc
+        img = torch.from_numpy(arr.copy()).permute(2, 0, 1)  # uint8 [3, H, W]
         out.append(prep(img).float() / 255)
     pictures = torch.stack(out)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)

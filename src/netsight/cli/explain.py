@@ -86,6 +86,13 @@ def explain(
         if not 0.0 <= alpha <= 1.0:
             fail(f"--alpha: expected a weight in [0, 1], got {alpha}.")
         loaded = load_model(model, weights=weights, pretrained=pretrained)
+        layered = [info.name for info in infos if info.needs_layer]
+        if loaded.scripted and layered:
+            fail(
+                f"--method: {', '.join(layered)} attribute to a layer inside the model, and a TorchScript "
+                "model takes no hooks; use an input method (saliency, integrated_gradients, occlusion) or "
+                "load the Python model (file.py:factory --weights state_dict.pt)."
+            )
         dev = torch.device(device)
         net = loaded.model.to(dev)
         pictures, x = load_images(list(images), size=size)

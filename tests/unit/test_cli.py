@@ -1,0 +1,226 @@
+"""The command line through typer's CliRunner: help, methods, explain, and one-line errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import netsight as ns
+from netsight.cli import app
+from netsight.render import overlay, to_png
+
+runner = CliRunner()
+
+COMMANDS = ("demo", "explain", "methods", "report")
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=True, color=False)
+
+
+def plain(text: str) -> str:
+    """Rich output without box drawing, so words can be searched for."""
+    return re.sub(r"[\u2500-\u257f]", " ", text)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples(command: str) -> None:
+    res = invoke(command, "--help")
+    assert res.exit_code == 0, res.output
+    assert "Examples" in res.output
+    assert f"netsight {command}" in res.output
+
+
+def test_root_help_lists_every_command() -> None:
+    res = invoke("--help")
+    assert res.exit_code == 0
+    for command in COMMANDS:
+        assert command in res.output
+
+
+def test_methods_lists_every_registered_method_with_kind_and_cost() -> None:
+    res = runner.invoke(app, ["methods"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    out = plain(res.output)
+    names = ns.list_methods()
+    assert len(names) >= 2
+    for name in names:
+        info = ns.get_method(name)
+        line = next(ln for ln in out.splitlines() if re.search(rf"\s{re.escape(name)}\s", f" {ln} "))
+        assert info.kind in line
+        assert info.passes.split()[0] in line
+
+
+def test_methods_pattern_filters_by_glob() -> None:
+    res = runner.invoke(app, ["methods", "*cam*"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0
+    out = plain(res.output)
+    expected = set(ns.list_methods("*cam*"))
+    shown = {n for n in ns.list_methods() if re.search(rf"\s{re.escape(n)}\s", out)}
+    assert shown == expected
+
+
+def test_unknown_pattern_is_one_red_line_and_exit_1() -> None:
+    res = invoke("methods", "nothing-like-this*")
+    assert res.exit_code == 1
+    assert "Traceback" not in res.output
+    assert "no registered method matches 'nothing-like-this*'" in res.output
+
+
+def _chelsea(tmp_path: Path) -> Path:
+    skimage_data = pytest.importorskip("skimage.data")
+    from netsight.render import save_png
+
+    return save_png(torch.from_numpy(skimage_data.chelsea()), tmp_path / "chelsea.png")
+
+
+def _read_png(path: Path) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB")).copy())  # uint8 [H, W, 3]
+
+
+def test_explain_chelsea_with_torchvision_resnet18_writes_overlays_and_index(tmp_path: Path) -> None:
+    image = _chelsea(tmp_path)
+    out = tmp_path / "out"
+    res = invoke(
+        "explain", str(image), "--model", "torchvision:resnet18", "--method", "grad_cam",
+        "--method", "saliency", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    for name in ("chelsea.png", "chelsea_grad_cam.png", "chelsea_saliency.png"):
+        img = _read_png(out / name)
+        assert tuple(img.shape) == (224, 224, 3)
+    base = _read_png(out / "chelsea.png").float()
+    for method in ("grad_cam", "saliency"):
+        assert (_read_png(out / f"chelsea_{method}.png").float() - base).abs().mean() > 5
+    index = (out / "index.html").read_text()
+    for name in ("chelsea.png", "chelsea_grad_cam.png", "chelsea_saliency.png"):
+        assert f'src="{name}"' in index
+    assert "grad_cam" in index
+    assert "random weights" in index
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1))
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+FACTORY = """
+import torch
+from torch import nn
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1))
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+def build():
+    return Tiny()
+"""
+
+
+def _expected_overlay(model: nn.Module, image: Path, *, layer: str, target: int, size: int = 32) -> bytes:
+    """The overlay computed here from the pieces: torchvision preprocessing, ns.explain, render.overlay."""
+    from torchvision.transforms import v2
+
+    img = _read_png(image).permute(2, 0, 1)
+    pic = v2.CenterCrop(size)(v2.Resize(size, antialias=True)(img)).float()[None] / 255
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    ex = ns.explain(model.eval(), (pic - mean) / std, target=target, method="grad_cam", layer=layer)
+    return to_png(overlay(pic, ex.attributions)[0])
+
+
+def test_explain_factory_with_state_dict_matches_the_library(tmp_path: Path) -> None:
+    image = _chelsea(tmp_path)
+    (tmp_path / "tiny.py").write_text(FACTORY)
+    torch.manual_seed(3)
+    model = Tiny()
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "o"
+    res = invoke(
+        "explain", str(image), "-m", f"{tmp_path / 'tiny.py'}:build", "--weights", str(tmp_path / "w.pt"),
+        "--layer", "features.2", "--target", "4", "--size", "32", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (out / "chelsea_grad_cam.png").read_bytes() == _expected_overlay(
+        model, image, layer="features.2", target=4
+    )
+
+
+def test_explain_torchscript_and_saved_module(tmp_path: Path) -> None:
+    image = _chelsea(tmp_path)
+    model = Tiny().eval()
+    torch.save(model, tmp_path / "whole.pt")
+    with pytest.warns((FutureWarning, DeprecationWarning)):  # TorchScript is deprecated in torch >= 2.10
+        torch.jit.save(torch.jit.script(model), tmp_path / "scripted.pt")
+    for spec in ("whole.pt", "scripted.pt"):
+        out = tmp_path / f"out-{spec}"
+        res = invoke(
+            "explain", str(image), "-m", str(tmp_path / spec), "--method", "saliency", "--size", "32",
+            "--out", str(out), "--no-progress",
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert (out / "chelsea_saliency.png").exists()
+
+
+def test_state_dict_without_factory_says_what_to_pass(tmp_path: Path) -> None:
+    image = _chelsea(tmp_path)
+    torch.save(Tiny().state_dict(), tmp_path / "sd.pt")
+    res = invoke("explain", str(image), "-m", str(tmp_path / "sd.pt"), "--out", str(tmp_path / "o"))
+    assert res.exit_code == 1
+    assert "holds a state dict" in res.output
+    assert "file.py:factory" in res.output or "model.py:factory" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_unknown_method_suggests_and_does_no_work(tmp_path: Path) -> None:
+    image = _chelsea(tmp_path)
+    out = tmp_path / "never"
+    res = invoke(
+        "explain", str(image), "-m", "torchvision:resnet18", "--method", "gradcam", "--out", str(out)
+    )
+    assert res.exit_code == 1
+    assert "Did you mean 'grad_cam'" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unknown_torchvision_model_suggests(tmp_path: Path) -> None:
+    image = _chelsea(tmp_path)
+    res = invoke("explain", str(image), "-m", "torchvision:resnet81", "--out", str(tmp_path / "o"))
+    assert res.exit_code == 1
+    assert "resnet18" in res.output
+
+
+def test_missing_image_is_a_clear_error(tmp_path: Path) -> None:
+    res = invoke("explain", str(tmp_path / "nope.png"), "-m", "torchvision:resnet18", "--out", str(tmp_path))
+    assert res.exit_code == 1
+    assert "no such file" in res.output
+    assert "nope.png" in res.output
+
+
+def test_debug_shows_the_traceback() -> None:
+    res = invoke("--debug", "methods", "--kind", "nonsense")
+    assert res.exit_code != 0
+    assert isinstance(res.exception, ns.errors.ArgumentError)
+    res = invoke("methods", "--kind", "nonsense")
+    assert res.exit_code == 1
+    assert res.exception is None or isinstance(res.exception, SystemExit)
