@@ -10,6 +10,10 @@ overlays) and :mod:`.html` (token-to-token head view, token highlighting).
 
 from __future__ import annotations
 
+import sys
+import types
+from typing import Any
+
 from ._capture import attention
 from ._maps import AttentionMaps
 from ._reduce import Reduction
@@ -26,3 +30,18 @@ __all__ = [
     "grad_rollout",
     "rollout",
 ]
+
+
+class _AttentionModule(types.ModuleType):
+    """This package, callable as ``attention(...)``.
+
+    Importing ``netsight.attention`` (for ``Reduction``, say) binds the *package* to the name
+    ``netsight.attention``, shadowing the lazily exported function; calling the package forwards to
+    :func:`attention`, so ``ns.attention(model, x)`` works in either order.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> AttentionMaps:
+        return attention(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _AttentionModule
