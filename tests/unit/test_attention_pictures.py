@@ -35,7 +35,8 @@ def test_head_view_is_self_contained_escaped_and_carries_the_maps() -> None:
     assert page.startswith("<!DOCTYPE html>")
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in page
-    assert "<script src" not in page and '<link rel="stylesheet"' not in page
+    assert "<script src" not in page
+    assert '<link rel="stylesheet"' not in page
     for tok in EVIL:
         if tok != "plain":
             assert tok not in page  # never raw
@@ -47,7 +48,8 @@ def test_head_view_is_self_contained_escaped_and_carries_the_maps() -> None:
     assert got.shape == want.shape == (2, 4, 5, 5)
     assert (got - want).abs().max() <= 5e-5  # rounded to 4 decimals
     assert data["colours"][:2] == list(ahtml.HEAD_COLOURS[:2])
-    assert page.count('data-side="q"') == 5 and page.count('data-side="k"') == 5
+    assert page.count('data-side="q"') == 5
+    assert page.count('data-side="k"') == 5
     for name in maps.names:
         assert f">{name}</option>" in page
 
@@ -74,7 +76,8 @@ def test_head_view_from_a_tensor_and_its_errors() -> None:
 def test_token_view_shades_by_relevance_and_escapes() -> None:
     rel = torch.tensor([[0.0, 1.0, 0.5, -1.0, 0.25], [1.0, 0.0, 0.0, 0.0, 0.0]])
     page = ahtml.token_view(EVIL, rel, labels=["<one>", "two"])
-    assert "&lt;one&gt;" in page and "<one>" not in page
+    assert "&lt;one&gt;" in page
+    assert "<one>" not in page
     for tok in EVIL[:4]:
         assert tok not in page
     alphas = [float(a) for a in re.findall(r"rgba\(\d+,\d+,\d+,([0-9.]+)\)", page)]
@@ -102,7 +105,9 @@ def test_head_grid_layout_and_colours() -> None:
 def test_token_map_and_overlay_for_a_vit() -> None:
     rel = torch.arange(17.0)[None].repeat(2, 1)
     raw, up = token_map(rel, (32, 32))
-    assert raw.shape == (2, 1, 4, 4) and up.shape == (2, 1, 32, 32)
+    assert raw.shape == (2, 1, 4, 4)
+    assert up.shape == (2, 1, 32, 32)
     assert torch.equal(raw[0, 0], torch.arange(1.0, 17.0).reshape(4, 4))
     pic = patch_overlay(torch.rand(2, 3, 32, 32), rel)
-    assert pic.shape == (2, 32, 32, 3) and pic.dtype == torch.uint8
+    assert pic.shape == (2, 32, 32, 3)
+    assert pic.dtype == torch.uint8
