@@ -323,3 +323,16 @@ def test_find_sources_kinds_and_repr() -> None:
     html = maps._repr_html_()
     assert "layers.0.self_attn" in html
     assert maps.kinds["layers.0.self_attn"] == "mha"
+
+
+def test_row_runs_cover_exactly_the_wanted_rows() -> None:
+    from netsight.attention._sources import _runs
+
+    assert list(_runs([0, 1, 2, 5], 8, 2)) == [(0, 2), (2, 3), (5, 6)]
+    assert list(_runs(None, 5, 2)) == [(0, 2), (2, 4), (4, 5)]
+    enc = _encoder()
+    x = torch.randn(1, 8, 16)
+    full = ns.attention(enc, x)
+    some = ns.attention(enc, x, reduce={"rows": [5, 0, 1, 2]}, chunk_rows=2)
+    for n in full.names:
+        assert (some[n] - full[n][:, :, [0, 1, 2, 5]]).abs().max() <= 1e-6

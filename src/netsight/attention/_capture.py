@@ -71,6 +71,13 @@ class _Collector:
         self.calls: dict[str, int] = {}
         self.kind_of: dict[str, str] = {}
 
+    def rows_for(self, n_rows: int) -> list[int] | None:
+        """The query rows this capture needs: the kept rows, unless the rollout needs every row."""
+        idx = self.red.row_index(n_rows)
+        if self.acc is not None or idx is None:
+            return None
+        return [int(i) for i in idx.tolist()]
+
     def emit(self, name: str, parts: Iterable[tuple[int, torch.Tensor]], n_rows: int) -> None:
         count = self.calls.get(name, 0)
         self.calls[name] = count + 1
@@ -166,7 +173,7 @@ def attention(
     with Hooks(root) as hooks:
         prepare(hooks, root, sources)
         for s in sources:
-            install(hooks, s, col.emit, mode=mode, rows=chunk_rows)
+            install(hooks, s, col.emit, mode=mode, rows=chunk_rows, rows_for=col.rows_for)
         with torch.no_grad():
             call_model(model, inputs)
     if not col.shapes:

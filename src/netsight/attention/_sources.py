@@ -37,6 +37,8 @@ __all__ = ["Emit", "Source", "find_sources", "install", "prepare"]
 
 #: ``emit(name, parts, n_rows)``: ``parts`` yields ``(first_row, probs [B, H, q, K])`` chunks.
 Emit = Callable[[str, Iterable[tuple[int, torch.Tensor]], int], None]
+#: ``rows_for(n_rows)``: the sorted query rows a capture needs (``None``: all of them).
+RowsFor = Callable[[int], "list[int] | None"]
 
 
 @dataclass(frozen=True)
@@ -224,13 +226,28 @@ def _project(m: nn.MultiheadAttention, b: dict[str, Any]) -> _Projected:
     return _Projected(q * math.sqrt(1.0 / d), k, v, mask, unbatched)
 
 
-def _chunks(p: _Projected, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
-    n = p.q.shape[2]
-    for start in range(0, n, rows):
-        scores = p.q[:, :, start : start + rows] @ p.k.transpose(-2, -1)  # [B, H, r, S]
+def _runs(wanted: list[int] | None, n: int, rows: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` chunks of at most ``rows`` rows covering ``wanted`` (sorted) or all ``n`` rows."""
+    if wanted is None:
+        for start in range(0, n, rows):
+            yield start, min(n, start + rows)
+        return
+    i = 0
+    while i < len(wanted):
+        j = i
+        while j + 1 < len(wanted) and wanted[j + 1] == wanted[j] + 1 and wanted[j + 1] - wanted[i] < rows:
+            j += 1
+        yield wanted[i], wanted[j] + 1
+        i = j + 1
+
+
+def _chunks(p: _Projected, rows: int, wanted: list[int] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """Probabilities ``[B, H, r, S]`` for runs of query rows (only the ``wanted`` ones when given)."""
+    kt = p.k.transpose(-2, -1)
+    for start, stop in _runs(wanted, p.q.shape[2], rows):
+        scores = p.q[:, :, start:stop] @ kt
         if p.mask is not None:
-            m = p.mask if p.mask.shape[2] == 1 else p.mask[:, :, start : start + rows]
-            scores = scores + m
+            scores = scores + (p.mask if p.mask.shape[2] == 1 else p.mask[:, :, start:stop])
         yield start, scores.softmax(dim=-1)
 
 
@@ -239,7 +256,9 @@ def default_rows(batch: int, heads: int, keys: int, budget: int = 64 * 2**20) ->
     return max(1, budget // max(1, batch * heads * keys * 4))
 
 
-def _install_mha(hooks: Hooks, s: Source, emit: Emit, mode: str, rows: int | None) -> None:
+def _install_mha(
+    hooks: Hooks, s: Source, emit: Emit, *, mode: str, rows: int | None, rows_for: RowsFor | None
+) -> None:
     m = s.module
     assert isinstance(m, nn.MultiheadAttention)
     if mode == "weights":
@@ -276,8 +295,9 @@ def _install_mha(hooks: Hooks, s: Source, emit: Emit, mode: str, rows: int | Non
         n_rows = p.q.shape[2]
         if mode == "chunked":
             r = rows or default_rows(p.q.shape[0], p.q.shape[1], p.k.shape[2])
+            wanted = rows_for(n_rows) if rows_for is not None else None
             with torch.no_grad():
-                emit(s.name, _chunks(p, r), n_rows)
+                emit(s.name, _chunks(p, r, wanted), n_rows)
             return None
         # "live": probabilities in the autograd graph; the output keeps its value but its gradient
         # flows through them, so d(score)/d(probs) is exact.
@@ -323,15 +343,24 @@ def _install_timm(hooks: Hooks, s: Source, emit: Emit) -> None:
     hooks.forward_pre(drop, pre)
 
 
-def install(hooks: Hooks, s: Source, emit: Emit, *, mode: str = "weights", rows: int | None = None) -> None:
+def install(
+    hooks: Hooks,
+    s: Source,
+    emit: Emit,
+    *,
+    mode: str = "weights",
+    rows: int | None = None,
+    rows_for: RowsFor | None = None,
+) -> None:
     """Make source ``s`` hand its probabilities to ``emit``.
 
     ``mode``: ``"weights"`` (the module forms them; full maps), ``"chunked"`` (recomputed in chunks of
-    ``rows`` query rows where the module type allows it, for reductions at long lengths) or ``"live"``
+    ``rows`` query rows where the module type allows it, for reductions at long lengths; only the rows
+    ``rows_for(n_rows)`` names when it is given) or ``"live"``
     (graph-attached probabilities whose gradient is exact, for gradient-weighted attention).
     """
     if s.kind == "mha":
-        _install_mha(hooks, s, emit, mode, rows)
+        _install_mha(hooks, s, emit, mode=mode, rows=rows, rows_for=rows_for)
     elif s.kind == "hf":
         _install_hf(hooks, s, emit)
     else:
