@@ -38,6 +38,10 @@ _METHOD_MODULES = (
     "eigen_cam",
     "guided_grad_cam",
     # perturbation methods
+    "occlusion",
+    "rise",
+    "lime",
+    "kernel_shap",
     # attention methods
     "attention_rollout",
     "attention_flow",

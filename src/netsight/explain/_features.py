@@ -1,0 +1,400 @@
+"""What the perturbation methods share: interpretable features, fill values and batched masked forwards.
+
+LIME (Ribeiro, Singh, Guestrin 2016) and KernelSHAP (Lundberg & Lee 2017) explain a prediction with
+*interpretable features*: groups of input elements that are switched on (kept) or off (replaced by a
+baseline) together. :func:`make_features` builds the same groups for both:
+
+- images ``[B, C, H, W]``: SLIC superpixels (Achanta et al. 2012, scikit-image, imported lazily; a one-off
+  preprocessing step per image) or a regular grid of cells; every channel of a pixel moves together;
+- token ids ``[B, T]`` (integer): one feature per token, switched off by a baseline (mask / pad) id;
+- tabular rows ``[B, F]`` (floating): one feature per column, switched off by a baseline or by the rows
+  of a background set (the prediction is then averaged over the background rows);
+- or a user ``feature_mask`` (like Captum's): feature ids per element, ``-1`` for never perturbed.
+
+:func:`coalition_scores` evaluates the model on a set of coalitions (binary vectors over the features);
+:func:`masked_forwards` is the one loop every perturbation method (occlusion, RISE, LIME, KernelSHAP)
+runs its model calls through: one flat stream of perturbed items, built per chunk on the input's device,
+chunked to the free memory (:func:`~netsight.explain._common.chunk_size`), scored for the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from netsight.errors import ArgumentError, ExplainError
+
+from ._common import (
+    Target,
+    TargetSpec,
+    batched,
+    chunk_size,
+    logits,
+    prepare_target,
+    resolve_chunk,
+    score,
+    with_target,
+)
+
+__all__ = [
+    "FEATURE_KINDS",
+    "Features",
+    "coalition_scores",
+    "fill_values",
+    "input_kind",
+    "make_features",
+    "masked_forwards",
+    "reference_scores",
+    "rows_per_chunk",
+]
+
+#: How a perturbation method may group input elements into features.
+FEATURE_KINDS = ("slic", "grid", "tokens", "columns")
+
+Build = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # ids [m] -> (inputs [m, *S], owner [m])
+
+
+@dataclass(frozen=True)
+class Features:
+    """Interpretable features of a batch.
+
+    Attributes:
+        labels: ``[B, *S']`` long, broadcastable to the inputs ``[B, *S]``: the feature id of every
+            input element (``0 .. counts[b] - 1``), or ``-1`` for elements that are never perturbed.
+            Images: ``[B, 1, H, W]``, one id per pixel, shared by the channels.
+        counts: the number of features ``M_b`` of each sample.
+        kind: ``"slic"``, ``"grid"``, ``"tokens"``, ``"columns"`` or ``"mask"`` (a user feature mask).
+    """
+
+    labels: torch.Tensor
+    counts: tuple[int, ...]
+    kind: str
+
+    def groups(self) -> list[tuple[int, list[int]]]:
+        """Samples grouped by feature count: ``[(M, [sample indices])]`` (they can share coalitions)."""
+        out: dict[int, list[int]] = {}
+        for b, m in enumerate(self.counts):
+            out.setdefault(m, []).append(b)
+        return sorted(out.items())
+
+    def spread(self, values: torch.Tensor, sample: int, shape: Sequence[int]) -> torch.Tensor:
+        """Per-feature values ``[M]`` of one sample laid out on its elements ``shape`` (0 where ``-1``)."""
+        lab = self.labels[sample]
+        ext = torch.cat([values, values.new_zeros(1)])
+        return ext[torch.where(lab < 0, values.shape[0], lab)].expand(*shape)
+
+
+def input_kind(x: torch.Tensor) -> str:
+    """``"image"`` for ``[B, C, H, W]`` floats, ``"tokens"`` for integer ``[B, T]``, ``"tabular"`` for
+    floating ``[B, F]``; anything else is an error that says what to pass."""
+    if x.dim() == 4 and x.is_floating_point():
+        return "image"
+    if x.dim() == 2 and not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool:
+        return "tokens"
+    if x.dim() == 2 and x.is_floating_point():
+        return "tabular"
+    raise ArgumentError(
+        f"inputs: cannot tell how to group a {x.dtype} tensor of shape {tuple(x.shape)} into features. "
+        "Pass images [B, C, H, W] (float), token ids [B, T] (integer) or tabular rows [B, F] (float), "
+        "or a feature_mask= giving the feature id of every element."
+    )
+
+
+def _check_grid(grid: Any, h: int, w: int) -> tuple[int, int]:
+    cells = (grid, grid) if isinstance(grid, int) and not isinstance(grid, bool) else grid
+    if (
+        not isinstance(cells, (tuple, list))
+        or len(cells) != 2
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in cells)
+    ):
+        raise ArgumentError(
+            f"grid: expected cells per side, an int or (rows, cols) of positive ints, got {grid!r}. "
+            "For example grid=8."
+        )
+    gh, gw = int(cells[0]), int(cells[1])
+    if gh > h or gw > w:
+        raise ArgumentError(f"grid: {(gh, gw)} cells do not fit an image of {h}x{w} pixels; use fewer cells.")
+    return gh, gw
+
+
+def _slic(x: torch.Tensor, n_segments: int, compactness: float) -> torch.Tensor:
+    """SLIC superpixels of each image of ``x`` ``[B, C, H, W]`` -> labels ``[B, H, W]`` (0-based)."""
+    try:
+        from skimage.segmentation import slic
+    except ImportError as exc:
+        raise ExplainError(
+            "features: 'slic' needs scikit-image (pip install 'netsight[explain]'); or pass "
+            "features='grid' for a regular grid of cells."
+        ) from exc
+    import numpy as np
+
+    imgs = x.detach().float()
+    lo = imgs.amin(dim=(1, 2, 3), keepdim=True)
+    hi = imgs.amax(dim=(1, 2, 3), keepdim=True)
+    scaled = ((imgs - lo) / (hi - lo).clamp_min(1e-12)).permute(0, 2, 3, 1).cpu().numpy()  # [B, H, W, C]
+    out = []
+    for img in scaled:  # one-off preprocessing per image (scikit-image runs on the host)
+        if img.shape[-1] == 1:
+            seg = slic(img[..., 0], n_segments=n_segments, compactness=compactness, channel_axis=None)
+        else:
+            seg = slic(img, n_segments=n_segments, compactness=compactness, channel_axis=-1)
+        out.append(np.asarray(seg, dtype=np.int64))
+    return torch.from_numpy(np.stack(out)).to(x.device)
+
+
+def _renumber(labels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Per sample, map feature ids (any integers, ``< 0`` = fixed) to ``0 .. M_b - 1``."""
+    out = torch.empty(labels.shape, dtype=torch.long, device=labels.device)
+    counts = []
+    for b in range(labels.shape[0]):
+        lab = labels[b]
+        free = lab >= 0
+        ids, inv = torch.unique(lab[free], return_inverse=True)
+        row = torch.full_like(lab, -1)
+        row[free] = inv
+        out[b] = row
+        counts.append(int(ids.numel()))
+    return out, tuple(counts)
+
+
+def make_features(
+    x: torch.Tensor,
+    features: str | None = None,
+    *,
+    feature_mask: torch.Tensor | None = None,
+    n_segments: int = 50,
+    compactness: float = 10.0,
+    grid: int | Sequence[int] = 8,
+) -> Features:
+    """Group the elements of ``x`` ``[B, *S]`` into interpretable features.
+
+    ``features``: ``None`` (the natural grouping: ``"slic"`` for images, ``"tokens"`` for token ids,
+    ``"columns"`` for tabular rows), or one of :data:`FEATURE_KINDS`. ``feature_mask``: instead, the
+    feature id of every element (broadcastable to ``x``; ``-1`` = never perturbed, e.g. special tokens).
+    ``n_segments``/``compactness``: SLIC's parameters; ``grid``: cells per side for ``"grid"``.
+    """
+    if feature_mask is not None:
+        if features is not None:
+            raise ArgumentError(
+                f"features: got both features={features!r} and a feature_mask; pass one of them."
+            )
+        if not isinstance(feature_mask, torch.Tensor) or feature_mask.is_floating_point():
+            raise ArgumentError(
+                "feature_mask: expected an integer tensor of feature ids broadcastable to the inputs, "
+                f"got {type(feature_mask).__name__}"
+                + (f" of dtype {feature_mask.dtype}" if isinstance(feature_mask, torch.Tensor) else "")
+                + "."
+            )
+        try:
+            fm = feature_mask.to(device=x.device, dtype=torch.long)
+            if fm.dim() > x.dim():
+                raise RuntimeError("more dimensions than the inputs")
+            fm = fm.view((1,) * (x.dim() - fm.dim()) + tuple(fm.shape))
+            if any(f not in (1, n) for f, n in zip(fm.shape, x.shape, strict=True)):
+                raise RuntimeError("does not broadcast")
+            lab = fm.expand(x.shape[0], *fm.shape[1:])
+        except RuntimeError as exc:
+            raise ArgumentError(
+                f"feature_mask: shape {tuple(feature_mask.shape)} does not broadcast to the inputs' shape "
+                f"{tuple(x.shape)}; pass one id per element (or per element of one sample)."
+            ) from exc
+        labels, counts = _renumber(lab)
+        kind = "mask"
+    else:
+        natural = {"image": "slic", "tokens": "tokens", "tabular": "columns"}[input_kind(x)]
+        kind = natural if features is None else features
+        if kind not in FEATURE_KINDS:
+            raise ArgumentError(
+                f"features: {kind!r} is not a feature grouping; use one of "
+                f"{', '.join(repr(k) for k in FEATURE_KINDS)}, or pass feature_mask=."
+            )
+        if kind in ("slic", "grid") and not (x.dim() == 4 and x.is_floating_point()):
+            raise ArgumentError(
+                f"features: {kind!r} groups the pixels of images [B, C, H, W] (float); the inputs have "
+                f"shape {tuple(x.shape)} and dtype {x.dtype}. Use features={natural!r}."
+            )
+        if kind in ("tokens", "columns") and x.dim() != 2:
+            raise ArgumentError(
+                f"features: {kind!r} needs [B, T] / [B, F] inputs, got shape {tuple(x.shape)}. "
+                f"Use features={natural!r} or a feature_mask."
+            )
+        b = x.shape[0]
+        if kind == "slic":
+            if not isinstance(n_segments, int) or n_segments < 1:
+                raise ArgumentError(f"n_segments: expected a positive int, got {n_segments!r}.")
+            seg, counts = _renumber(_slic(x, n_segments, compactness))
+            labels = seg[:, None]
+        elif kind == "grid":
+            h, w = x.shape[-2:]
+            gh, gw = _check_grid(grid, h, w)
+            rows = torch.arange(h, device=x.device) * gh // h
+            cols = torch.arange(w, device=x.device) * gw // w
+            cell = rows[:, None] * gw + cols[None, :]  # [H, W]
+            labels = cell.expand(b, 1, h, w)
+            counts = (gh * gw,) * b
+        else:  # tokens or columns: one feature per position
+            n = x.shape[1]
+            labels = torch.arange(n, device=x.device).expand_as(x)
+            counts = (n,) * b
+    if min(counts) < 1:
+        raise ArgumentError(
+            "feature_mask: a sample has no feature to perturb (every id is -1); give it at least one id >= 0."
+        )
+    return Features(labels=labels, counts=counts, kind=kind)
+
+
+def fill_values(x: torch.Tensor, baseline: Any, background: torch.Tensor | None) -> torch.Tensor:
+    """What a switched-off element becomes: ``[B, K, *S]`` (an expanded view where possible).
+
+    ``baseline``: a number (token inputs: a token id) or a tensor broadcastable to ``x`` (or to one
+    sample) -> ``K = 1``. ``background``: ``[K, *S]`` rows whose predictions are averaged (KernelSHAP's
+    background data set) -> ``K`` rows; it replaces ``baseline``.
+    """
+    b, shape = x.shape[0], tuple(x.shape[1:])
+    if background is not None:
+        if not isinstance(background, torch.Tensor) or tuple(background.shape[1:]) != shape:
+            got = (
+                tuple(background.shape) if isinstance(background, torch.Tensor) else type(background).__name__
+            )
+            raise ArgumentError(
+                f"background: expected a tensor [K, {', '.join(map(str, shape))}] of K reference rows, got "
+                f"{got}. Pass a few rows of your data (e.g. data[:50])."
+            )
+        if background.shape[0] < 1:
+            raise ArgumentError("background: it has no rows; pass at least one reference row.")
+        bg = background.to(device=x.device, dtype=x.dtype)
+        return bg[None].expand(b, *bg.shape)
+    if isinstance(baseline, torch.Tensor):
+        try:
+            base = baseline.to(device=x.device, dtype=x.dtype).expand_as(x)
+        except RuntimeError as exc:
+            raise ArgumentError(
+                f"baseline: a tensor of shape {tuple(baseline.shape)} does not broadcast to the inputs' "
+                f"shape {tuple(x.shape)}. Pass one of that shape (or one sample's shape)."
+            ) from exc
+        return base[:, None]
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        if not x.is_floating_point() and not float(baseline).is_integer():
+            raise ArgumentError(
+                f"baseline: {baseline!r} for integer inputs (token ids); pass a token id such as the pad "
+                "or [MASK] id."
+            )
+        return torch.full((1, 1, *shape), baseline, dtype=x.dtype, device=x.device).expand(b, 1, *shape)
+    raise ArgumentError(
+        f"baseline: expected a number or a tensor broadcastable to the inputs, got "
+        f"{type(baseline).__name__} {baseline!r}."
+    )
+
+
+# -- model calls ------------------------------------------------------------------------------------
+def _scores(output: Any, target: Target, probability: bool) -> torch.Tensor:
+    """The explained score per item: the target's logit (or probability), or the callable's result."""
+    if probability:
+        output = torch.softmax(logits(output).float(), dim=-1)
+    return score(output, target).float()
+
+
+def reference_scores(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: TargetSpec,
+    *,
+    chunk: int,
+    probability: bool = False,
+) -> tuple[torch.Tensor, Target]:
+    """Scores ``[B]`` of the unperturbed inputs and the resolved target (classes ``[B]`` or a callable).
+
+    ``target=None`` resolves to each sample's predicted class on the *unperturbed* input, which every
+    perturbed copy of that sample is then scored for.
+    """
+    t = prepare_target(target, x.shape[0], x.device)
+
+    def run(xc: torch.Tensor, tc: Target) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            out = model(xc)
+            tt = resolve_chunk(out, tc)
+            classes = tt if isinstance(tt, torch.Tensor) else torch.full((xc.shape[0],), -1, device=x.device)
+            return _scores(out, tt, probability), classes
+
+    s, classes = with_target(run, x, t, chunk=chunk)
+    return s, (classes if isinstance(t, torch.Tensor) else t)
+
+
+def rows_per_chunk(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> int:
+    """Items one forward may hold for inputs like ``x`` (sized to free memory; ``max_batch`` caps it)."""
+    return chunk_size(model, x[:1], max_batch=max_batch, backward=False)
+
+
+def masked_forwards(
+    model: nn.Module,
+    build: Build,
+    n: int,
+    target: Target,
+    *,
+    chunk: int,
+    device: torch.device,
+    probability: bool = False,
+    progress: bool = False,
+    desc: str = "perturb",
+) -> torch.Tensor:
+    """Scores ``[n]`` of ``n`` perturbed items, ``chunk`` per forward, built on the fly.
+
+    ``build(ids)`` turns item ids ``[m]`` into the perturbed inputs ``[m, *S]`` and the sample each
+    belongs to ``[m]`` (to pick its class from ``target``, classes ``[B]`` or a callable).
+    """
+    ids = torch.arange(n, device=device)
+    if isinstance(target, torch.Tensor):
+        target = target.to(device)
+
+    def run(idc: torch.Tensor) -> torch.Tensor:
+        xs, owner = build(idc)
+        t = target[owner] if isinstance(target, torch.Tensor) else target
+        with torch.no_grad():
+            return _scores(model(xs), t, probability)
+
+    out: torch.Tensor = batched(run, ids, chunk=chunk, progress=progress, desc=desc)
+    return out
+
+
+def coalition_scores(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    fill: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    target: Target,
+    chunk: int,
+    progress: bool = False,
+    desc: str = "coalitions",
+) -> torch.Tensor:
+    """The model's score on every coalition ``z`` ``[n, M]`` (bool) for every sample: ``[n, B]``.
+
+    Sample ``b``'s element ``e`` keeps its value where ``z[:, labels[b, e]]`` is on (and where
+    ``labels == -1``) and takes ``fill[b, k, e]`` where it is off; with ``K`` fill rows (a background),
+    the score is the mean over them. ``x``: ``[B, *S]``; ``labels``: ``[B, *S']`` broadcastable to it;
+    ``fill``: ``[B, K, *S]``;
+    ``target``: classes ``[B]`` or a callable.
+    """
+    n, m = z.shape
+    b, k = fill.shape[0], fill.shape[1]
+    zx = torch.cat([z.to(x.device, torch.bool), torch.ones(n, 1, dtype=torch.bool, device=x.device)], dim=1)
+    lab = torch.where(labels < 0, m, labels)  # [B, *S], fixed elements read the always-on column
+    per_row = b * k
+
+    flat_lab = lab.flatten(1)  # [B or 1, prod(S')]
+
+    def build(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        row, sample, bg = ids // per_row, (ids // k) % b, ids % k
+        keep = zx[row[:, None], flat_lab[sample if flat_lab.shape[0] > 1 else 0]]
+        keep = keep.view(ids.shape[0], *lab.shape[1:])  # [m, *S'], broadcast over shared dimensions
+        return torch.where(keep, x[sample], fill[sample, bg]), sample
+
+    flat: torch.Tensor = masked_forwards(
+        model, build, n * per_row, target, chunk=chunk, device=x.device, progress=progress, desc=desc
+    )
+    return flat.view(n, b, k).mean(dim=2)
