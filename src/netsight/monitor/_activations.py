@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..capture import HandleList, Hooks
-from ..capture.reducers import Histogram
+from ._histograms import LogBins, histograms_of_samples, sample_flat
 
 # module type name -> (low, high) bound of its output; hardtanh-like ones read their own bounds
 _SATURATING: dict[str, tuple[float, float]] = {
@@ -126,7 +126,7 @@ class ActivationTap:
         delta: bool = True,
         sat_eps: float = 0.01,
         hist_edges: torch.Tensor | None = None,
-        hist_sample: int | None = 65536,
+        hist_sample: int | None = 8192,
     ) -> None:
         self.root = root
         self.layers = [n or "<root>" for n, _ in selected]
@@ -142,9 +142,8 @@ class ActivationTap:
         self.sat_eps = float(sat_eps)
         self.relu = [is_relu_family(m) for m in self._modules]
         self.relu_layers = [i for i, r in enumerate(self.relu) if r]
-        self.hist: Histogram | None = (
-            Histogram(hist_edges, sample=hist_sample) if hist_edges is not None else None
-        )
+        self.bins: LogBins | None = LogBins(hist_edges) if hist_edges is not None else None
+        self.hist_sample = hist_sample
         self.heavy = False
         self.shapes: dict[str, tuple[int, ...]] = {}
         self._hooks: Hooks | None = None
@@ -193,6 +192,7 @@ class ActivationTap:
         self._bwd_names: list[str] = []
         self._h_idx: list[int] = []
         self._h: list[torch.Tensor] = []
+        self._h_scale: list[float] = []
 
     # -- hooks ----------------------------------------------------------------------------------
     def _on_forward(self, i: int, module: nn.Module, inputs: Any, output: Any) -> None:
@@ -232,9 +232,11 @@ class ActivationTap:
                         self._alive[i] = alive.clone()
                 else:
                     acc.logical_or_(alive)
-            if self.heavy and self.hist is not None:
+            if self.heavy and self.bins is not None:
+                sample, scale = sample_flat(v, self.hist_sample)
                 self._h_idx.append(i)
-                self._h.append(self.hist(v))
+                self._h.append(sample)
+                self._h_scale.append(scale)
         if self.delta and x.requires_grad:
             self._tensor_handles.add(x.register_hook(partial(self._on_grad, i)))  # type: ignore[no-untyped-call]
 
@@ -282,7 +284,7 @@ class ActivationTap:
         for acc in self._alive.values():
             acc.zero_()
 
-    def take(self, device: torch.device, hist_bins: int) -> TapStep:
+    def take(self, device: torch.device) -> TapStep:
         """This step's statistics (few batched ops), then forget them for the next step."""
         la = len(self.layers)
         f64 = torch.float64
@@ -319,13 +321,8 @@ class ActivationTap:
             seq = torch.arange(len(self._g), dtype=f64, device=device)
             bwd_bad = torch.where(~torch.isfinite(g), seq, math.inf).amin().reshape(1)
         hist = None
-        if self._h:
-            hist = torch.zeros((la, hist_bins), dtype=f64, device=device)
-            hist.index_add_(
-                0,
-                torch.tensor(self._h_idx, dtype=torch.long, device=device),
-                torch.stack(self._h).to(device, f64),
-            )
+        if self._h and self.bins is not None:
+            hist = histograms_of_samples(self._h, self._h_scale, self._h_idx, la, self.bins)
         step = TapStep(act, delta_sq, fwd_bad, bwd_bad, list(self._fwd_names), list(self._bwd_names), hist)
         self._tensor_handles.remove()
         self._reset()

@@ -51,7 +51,7 @@ from ..capture.reducers import log_edges
 from ..errors import AlertError, ArgumentError, CaptureError
 from . import _distributed
 from ._activations import ActivationTap
-from ._histograms import histograms
+from ._histograms import LogBins, histograms
 from ._params import ParamStats
 from .detectors import RULES, Detector, Finding, StepView, check_rule, make_detectors
 from .schedule import as_schedule
@@ -103,7 +103,7 @@ class Monitor:
         heavy: Any = "log",
         histograms: bool = True,
         hist_edges: torch.Tensor | None = None,
-        hist_sample: int | None = 65536,
+        hist_sample: int | None = 8192,
         activations: bool = True,
         delta: bool = True,
         update_ratio: bool = True,
@@ -150,6 +150,7 @@ class Monitor:
         self._ring_on = ring > 0
         self.histograms = bool(histograms)
         self.edges = (hist_edges if hist_edges is not None else log_edges()).detach().double().cpu()
+        self.bins = LogBins(self.edges)
         self.hist_sample = hist_sample
         self.update_ratio = bool(update_ratio)
         self.rank, self.world = _distributed.world()
@@ -296,7 +297,7 @@ class Monitor:
         with torch.no_grad():
             self._grads = self.params.grads()
             self._wn = self.params.weight_norms()
-            if self.update_ratio:
+            if self.update_ratio and self.optimizer is not None:
                 self.params.snapshot()
             heavy = self.histograms and self.heavy(self.start_step + self.step_count)
             self._phist = {}
@@ -304,10 +305,10 @@ class Monitor:
                 p = self.params
                 grads = [(q.grad, o) for q, o in zip(p.params, p._owner_list) if q.grad is not None]
                 self._phist["weight"] = histograms(
-                    [q.detach() for q in p.params], p._owner_list, len(p), self.edges, self.hist_sample
+                    [q.detach() for q in p.params], p._owner_list, len(p), self.bins, self.hist_sample
                 )
                 self._phist["grad"] = histograms(
-                    [g for g, _ in grads], [o for _, o in grads], len(p), self.edges, self.hist_sample
+                    [g for g, _ in grads], [o for _, o in grads], len(p), self.bins, self.hist_sample
                 )
 
     def step(self, step: int | None = None) -> None:
@@ -354,8 +355,7 @@ class Monitor:
             parts = [grads.reshape(-1), wn, upd]
             meta: dict[str, Any] = {"step": step, "heavy": heavy, "lp": lp}
             if self.tap is not None:
-                bins = self.edges.numel() + 1
-                ts = self.tap.take(dev, bins)
+                ts = self.tap.take(dev)
                 if self.world > 1 and self.distributed == "reduce":
                     ts = _distributed.reduce_tap(ts, self.world)
                 la = len(self.tap.layers)

@@ -15,7 +15,7 @@ Rules (registry names):
     (1/100) of its own maximum over the last ``window`` (50) steps. Both for ``patience`` (3) steps.
 ``exploding``
     (a) jump: a layer's gradient norm exceeds ``jump`` (10) times its median over the last ``window``
-    (50) steps (after ``min_history`` (10) steps); (b) growth: the median of its last 5 values is
+    (50) steps (after ``min_history`` (3) steps); (b) growth: the median of its last 5 values is
     ``growth`` (100) times the median of the first 5 in the window. Non-finite norms go to ``nan``.
 ``dead_units``
     the fraction of a ReLU-family layer's units (channels, or features) that output exactly zero for
@@ -33,6 +33,7 @@ Rules (registry names):
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -165,7 +166,11 @@ class Vanishing:
             return out
         rms = np.where(has, g / np.sqrt(np.maximum(view.numel, 1)), np.nan)
         ref = float(np.nanmedian(rms[has]))
-        peak = np.nanmax(np.where(np.isfinite(past), past, np.nan), axis=0) if len(past) >= 10 else None
+        peak = None
+        if len(past) >= 10:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, skipped
+                peak = np.nanmax(np.where(np.isfinite(past), past, np.nan), axis=0)
         for i in np.flatnonzero(has):
             name = view.layers[i]
             low = ref > 0 and rms[i] < self.ratio * ref
@@ -194,7 +199,7 @@ class Exploding:
     name = "exploding"
 
     def __init__(
-        self, jump: float = 10.0, growth: float = 100.0, window: int = 50, min_history: int = 10
+        self, jump: float = 10.0, growth: float = 100.0, window: int = 50, min_history: int = 3
     ) -> None:
         self.jump = _positive("jump", jump)
         self.growth = _positive("growth", growth)
@@ -208,7 +213,8 @@ class Exploding:
         out: list[Finding] = []
         if len(past) < self.min_history:
             return out
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, which is skipped
             med = np.nanmedian(np.where(np.isfinite(past), past, np.nan), axis=0)
             first = np.nanmedian(np.where(np.isfinite(past[:5]), past[:5], np.nan), axis=0)
             recent = np.vstack([past[-4:], g[None, :]])

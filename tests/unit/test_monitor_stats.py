@@ -1,0 +1,195 @@
+"""Every statistic the monitor collects, recomputed independently in float64 (relative error <= 1e-5)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import netsight as ns
+from netsight.capture.reducers import log_edges
+from netsight.monitor import METRICS
+
+
+class Net(nn.Module):
+    """conv-bn-relu(in-place) -> conv -> the same relu again -> linear -> tanh -> linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(4, 4, 3, bias=False)
+        self.fc = nn.Linear(4 * 4 * 4, 6)
+        self.tanh = nn.Tanh()
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.bn(self.conv1(x)))
+        h = self.relu(self.conv2(h))
+        return self.out(self.tanh(self.fc(h.flatten(1)) * 3.0))
+
+
+def oracle_forward(net: Net, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
+    """The same forward, written out, with every module output retained (no hooks, no in-place)."""
+    outs: dict[str, list[torch.Tensor]] = {}
+
+    def keep(name: str, t: torch.Tensor) -> torch.Tensor:
+        t.retain_grad()
+        outs.setdefault(name, []).append(t)
+        return t
+
+    h = keep("conv1", net.conv1(x))
+    h = keep("bn", net.bn(h))
+    h = keep("relu", F.relu(h))
+    h = keep("conv2", net.conv2(h))
+    h = keep("relu", F.relu(h))
+    h = keep("fc", net.fc(h.flatten(1)))
+    h = keep("tanh", torch.tanh(h * 3.0))
+    return keep("out", net.out(h)), outs
+
+
+def close(a: float, b: float, rel: float = 1e-5, abs_: float = 1e-7) -> bool:
+    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+def test_every_statistic_matches_an_independent_computation(untouched: type) -> None:
+    torch.manual_seed(1)
+    net = Net().train()
+    ref = copy.deepcopy(net)
+    u = untouched(net)  # snapshot before: no hooks, same flags afterwards (parameters do change)
+    x = torch.randn(5, 1, 8, 8)
+    y = torch.randint(0, 3, (5,))
+    opt = torch.optim.SGD(net.parameters(), lr=0.3, momentum=0.9)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.3, momentum=0.9)
+    edges = log_edges(1e-6, 1e2, per_decade=3)
+    with ns.watch(net, optimizer=opt, heavy="always", hist_edges=edges, hist_sample=None) as mon:
+        for _ in range(2):  # second step: momentum makes the update differ from lr * grad
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+            # the oracle, on an identical copy
+            logits, outs = oracle_forward(ref, x)
+            F.cross_entropy(logits, y).backward()
+            before = {n: p.detach().double().clone() for n, p in ref.named_parameters()}
+            grads = {n: p.grad.detach().double().clone() for n, p in ref.named_parameters()}
+            ref_opt.step()
+            ref_opt.zero_grad()
+            after = {n: p.detach().double() for n, p in ref.named_parameters()}
+        last = mon.last
+    assert ns.hooks_on(net) == {}
+    assert u.state.differences(net) == []
+    col = {m: i for i, m in enumerate(METRICS)}
+    row = {n: i for i, n in enumerate(mon.layers)}
+    for layer in ("conv1", "bn", "conv2", "fc", "out"):
+        names = [n for n in grads if n.startswith(layer + ".")]
+        g = torch.cat([grads[n].reshape(-1) for n in names])
+        w = torch.cat([before[n].reshape(-1) for n in names])
+        d = torch.cat([(after[n] - before[n]).reshape(-1) for n in names])
+        v = last.values[row[layer]]
+        assert close(v[col["grad_norm"]], g.norm().item()), layer
+        assert close(v[col["grad_abs_mean"]], g.abs().mean().item()), layer
+        assert close(v[col["grad_abs_max"]], g.abs().max().item()), layer
+        assert close(v[col["weight_norm"]], w.norm().item()), layer
+        assert close(v[col["update_ratio"]], (d.norm() / w.norm()).item(), rel=1e-4), layer
+    for layer in ("conv1", "bn", "relu", "conv2", "fc", "tanh", "out"):
+        a = torch.cat([t.detach().double().reshape(-1) for t in outs[layer]])
+        delta = torch.cat([t.grad.double().reshape(-1) for t in outs[layer]])
+        v = last.values[row[layer]]
+        assert close(v[col["act_mean"]], a.mean().item()), layer
+        assert close(v[col["act_std"]], a.std().item()), layer
+        assert close(v[col["act_zero_frac"]], (a == 0).double().mean().item()), layer
+        assert close(v[col["delta_norm"]], delta.norm().item()), layer
+        if layer == "tanh":
+            sat = ((a <= -1 + 0.02) | (a >= 1 - 0.02)).double().mean().item()
+            assert sat > 0.05  # the test means something: the * 3.0 pushes tanh into saturation
+            assert close(v[col["act_sat_frac"]], sat), layer
+        else:
+            assert np.isnan(v[col["act_sat_frac"]]), layer
+    # histograms: every element of every tensor in the bins torch.bucketize(right=True) defines
+    e = edges.numpy()
+    hist = last.hists
+    for kind, source in (("weight", before), ("grad", grads)):
+        layers, counts = hist[kind]
+        for i, layer in enumerate(layers):
+            vals = torch.cat([source[n].reshape(-1) for n in source if n.startswith(layer + ".")]).numpy()
+            want = np.bincount(np.searchsorted(e, vals, side="right"), minlength=len(e) + 1)
+            np.testing.assert_array_equal(counts[i], want)
+    layers, counts = hist["activation"]
+    for i, layer in enumerate(layers):
+        if layer in outs:
+            vals = torch.cat([t.detach().reshape(-1) for t in outs[layer]]).float().numpy()
+            want = np.bincount(
+                np.searchsorted(e.astype(np.float32), vals, side="right"), minlength=len(e) + 1
+            )
+            np.testing.assert_allclose(counts[i], want)
+
+
+def test_without_optimizer_step_collects_and_update_is_between_calls() -> None:
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))
+    x = torch.randn(6, 4)
+    seen = []
+    with ns.watch(net, heavy="never") as mon:
+        for _ in range(2):
+            seen.append(torch.cat([p.detach().double().reshape(-1) for p in net[0].parameters()]))
+            net(x).square().sum().backward()
+            mon.step()
+            with torch.no_grad():
+                for p in net.parameters():
+                    p.sub_(0.1 * p.grad)
+                    p.grad = None
+        v = mon.last.values[mon.layers.index("0")]
+    # the second collection compares the weights with those at the first call
+    assert close(v[METRICS.index("weight_norm")], seen[1].norm().item())
+    want = ((seen[1] - seen[0]).norm() / seen[0].norm()).item()
+    assert want > 0
+    assert close(v[METRICS.index("update_ratio")], want, rel=1e-4)
+    assert ns.hooks_on(net) == {}
+
+
+def test_validation_under_no_grad_is_not_recorded() -> None:
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = torch.randn(4, 3)
+    with torch.no_grad():
+        want = net(x).double()
+    with ns.watch(net, optimizer=opt) as mon:
+        net(x).sum().backward()
+        with torch.no_grad():
+            net(torch.full((4, 3), 100.0))  # all saturated: would change the statistics if recorded
+        opt.step()
+        v = mon.last.values[mon.layers.index("1")]
+    assert close(v[METRICS.index("act_mean")], want.mean().item())
+    assert close(v[METRICS.index("act_sat_frac")], ((want.abs() >= 0.98).double().mean().item()))
+
+
+def test_one_host_transfer_per_step_and_no_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.Sigmoid(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = torch.randn(4, 3)
+    with ns.watch(net, optimizer=opt, heavy="always") as mon:
+        calls = {"cpu": 0}
+        real_cpu = torch.Tensor.cpu
+
+        def counting_cpu(self: torch.Tensor, *a: object, **k: object) -> torch.Tensor:
+            calls["cpu"] += 1
+            return real_cpu(self, *a, **k)
+
+        def no_item(self: torch.Tensor) -> float:
+            raise AssertionError(".item() called on the hot path")
+
+        monkeypatch.setattr(torch.Tensor, "cpu", counting_cpu)
+        monkeypatch.setattr(torch.Tensor, "item", no_item)
+        for _ in range(3):
+            net(x).sum().backward()
+            opt.step()
+            opt.zero_grad()
+        monkeypatch.undo()
+        assert calls["cpu"] == 3
+        assert mon.step_count == 3
