@@ -349,3 +349,53 @@ def test_changes_since_reports_what_is_new(tmp_path: Path) -> None:
     run.close()
     _, end = r.changes_since(cur3)
     assert end["status"] == "finished"
+
+
+@pytest.mark.parametrize("crash_after", [455, 463, 464, 1023, 1024, 1500])
+def test_resume_after_a_crash_rebuilds_pending_buckets(tmp_path: Path, crash_after: int) -> None:
+    """A crash is simulated by snapshotting the committed file (sqlite backup) of a live writer."""
+    rng = np.random.default_rng(crash_after)
+    n, names = 2100, ["a", "b"]
+    raw = rng.standard_normal((n, 2)).astype(np.float32)
+    loss = rng.standard_normal(n)
+    with ns.open_run(tmp_path, name="ref") as run:
+        for s in range(n):
+            run.log({"loss": float(loss[s])}, step=s)
+        _write_layers(run, raw, np.arange(n), names)
+    live = ns.open_run(tmp_path, name="live")
+    for s in range(crash_after + 1):
+        live.log({"loss": float(loss[s])}, step=s)
+    _write_layers(live, raw[: crash_after + 1], np.arange(crash_after + 1), names)
+    live.flush()
+    src = sqlite3.connect(tmp_path / "live.sqlite")
+    dst = sqlite3.connect(tmp_path / "crashed.sqlite")
+    src.backup(dst)
+    src.close()
+    dst.close()
+    live.close()
+    with ns.open_run(tmp_path, name="crashed", resume=True) as run:
+        for s in range(crash_after + 1, n):
+            run.log({"loss": float(loss[s])}, step=s)
+        _write_layers(run, raw[crash_after + 1 :], np.arange(crash_after + 1, n), names)
+    queries = [
+        (
+            "SELECT level, bucket, first_step, last_step, n, mn, mx, cnt, last FROM layer_levels "
+            "ORDER BY level, bucket"
+        ),
+        (
+            "SELECT level, bucket, first_step, last_step, n, mn, mn_step, mx, mx_step, cnt, last "
+            "FROM scalar_levels ORDER BY level, bucket"
+        ),
+    ]
+    c1 = sqlite3.connect(tmp_path / "ref.sqlite")
+    c2 = sqlite3.connect(tmp_path / "crashed.sqlite")
+    for q in queries:
+        assert c1.execute(q).fetchall() == c2.execute(q).fetchall()
+    q = "SELECT level, bucket, sm FROM layer_levels ORDER BY level, bucket"
+    a = [np.frombuffer(r[2], np.float32) for r in c1.execute(q)]
+    b = [np.frombuffer(r[2], np.float32) for r in c2.execute(q)]
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5)
+    c1.close()
+    c2.close()
