@@ -111,6 +111,22 @@ def test_layer_matrix_matches_what_was_written(client: TestClient) -> None:
     assert body["max"] == pytest.approx(float(expected.max()), rel=1e-6)
 
 
+def test_layer_matrix_binary_form_equals_the_json_form(client: TestClient) -> None:
+    import json
+
+    params = {"run": "mnist", "metric": "grad_norm", "sort": "max", "filter": "features.*"}
+    as_json = client.get("/api/layer_matrix", params=params).json()
+    raw = client.get("/api/layer_matrix", params={**params, "format": "bin"}).content
+    assert raw[:4] == b"NSM1"
+    n = int.from_bytes(raw[4:8], "little")
+    meta = json.loads(raw[8 : 8 + n])
+    offset = 8 + n + (-(8 + n)) % 4
+    values = np.frombuffer(raw[offset:], dtype="<f4").reshape(meta["shape"])
+    assert meta["names"] == as_json["names"]
+    assert meta["steps"] == as_json["steps"]
+    np.testing.assert_array_equal(values, matrix(as_json))
+
+
 def test_layer_matrix_downsamples_to_max_steps(client: TestClient) -> None:
     body = client.get(
         "/api/layer_matrix", params={"run": "mnist", "metric": "act_mean", "max_steps": 30}

@@ -28,7 +28,9 @@ __all__ = [
     "floats",
     "ints",
     "jsonable",
+    "matrix_bytes",
     "order_rows",
+    "value_range",
 ]
 
 SORTS = ("order", "name", "max", "mean", "last", "min")
@@ -89,6 +91,35 @@ def ints(values: Iterable[int] | np.ndarray) -> list[int]:
 def f32_base64(matrix: np.ndarray) -> str:
     """Base64 of the matrix as C-ordered little-endian float32 (NaN and infinities kept)."""
     return base64.b64encode(np.ascontiguousarray(matrix, dtype="<f4").tobytes()).decode("ascii")
+
+
+MATRIX_MAGIC = b"NSM1"
+
+
+def matrix_bytes(meta: dict[str, Any], matrix: np.ndarray) -> bytes:
+    """The binary form of a matrix answer: ``NSM1``, uint32 LE length of the JSON ``meta``, the JSON,
+    zero padding to a multiple of 4 bytes, then the matrix as C-ordered little-endian float32.
+
+    It saves the base64 step (a third larger, and a pass on each side) for the page's heatmaps.
+    """
+    import json
+
+    head = json.dumps(meta, separators=(",", ":")).encode()
+    pad = (-(8 + len(head))) % 4
+    data = np.ascontiguousarray(matrix, dtype="<f4").tobytes()
+    return b"".join((MATRIX_MAGIC, len(head).to_bytes(4, "little"), head, b" " * pad, data))
+
+
+def value_range(values: np.ndarray) -> tuple[float | None, float | None, float | None]:
+    """``(min, max, smallest positive)`` of the finite values (``None`` where there is none)."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return None, None, None
+    lo = float(values.min(where=finite, initial=np.inf))
+    hi = float(values.max(where=finite, initial=-np.inf))
+    positive = finite & (values > 0)
+    pos = float(values.min(where=positive, initial=np.inf)) if positive.any() else None
+    return lo, hi, pos
 
 
 def jsonable(value: Any) -> Any:

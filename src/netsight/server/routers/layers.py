@@ -3,10 +3,12 @@ series, and one step across layers. Layers are filtered by glob and sorted by ma
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
 
 from ...errors import closest
 from .. import _data
@@ -49,7 +51,7 @@ def layers(access: Access, run: RunName, filter: Filter = None) -> dict[str, Any
     }
 
 
-@router.get("/layer_matrix")
+@router.get("/layer_matrix", response_model=None)
 def layer_matrix(
     *,
     access: Access,
@@ -60,51 +62,48 @@ def layer_matrix(
     max_steps: Annotated[int, Query(ge=10, le=10000)] = 2000,
     start: int | None = None,
     end: int | None = None,
-    agg: Literal["max", "mean", "last"] = "max",
-) -> dict[str, Any]:
+    agg: Literal["max", "mean", "last", "min"] = "max",
+    format: Literal["json", "bin"] = "json",  # noqa: A002
+) -> dict[str, Any] | Response:
     """``metric`` for every (filtered) layer x step, downsampled to ``max_steps`` columns.
 
-    ``values_f32`` is base64 of a C-ordered little-endian float32 array of ``shape`` [layers, steps]
-    (NaN = not logged). ``positive_min``/``max`` bound the finite values for the colour scale.
+    JSON: ``values_f32`` is base64 of a C-ordered little-endian float32 array of ``shape``
+    [layers, steps] (NaN = not logged); ``positive_min``/``min``/``max`` bound the finite values for the
+    colour scale. ``format=bin``: the same fields, with the matrix as raw float32 after them (see
+    :func:`netsight.server._data.matrix_bytes`), which is what the page asks for.
     """
     r = access.run(run)
     _check_metric(r, run, metric)
     all_names = list(r.layers())
     chosen = _data.filter_layers(all_names, filter)
-    if not chosen:
-        return {
-            "metric": metric,
-            "names": [],
-            "steps": [],
-            "shape": [0, 0],
-            "values_f32": "",
-            "positive_min": None,
-            "max": None,
-            "total_layers": len(all_names),
-        }
-    selector = None if len(chosen) == len(all_names) else chosen
-    names, steps, values = r.layer_matrix(
-        metric, layers=selector, max_steps=max_steps, start=start, end=end, agg=agg
-    )
-    names = list(names)
-    values = np.asarray(values, dtype=np.float32).reshape(len(names), len(steps))
-    order = _data.order_rows(names, values, sort)
-    if sort not in ("order", ""):
-        values = values[order]
-        names = [names[i] for i in order.tolist()]
-    finite = values[np.isfinite(values)]
-    positive = finite[finite > 0]
-    return {
+    if chosen:
+        selector = None if len(chosen) == len(all_names) else chosen
+        names, steps, raw = r.layer_matrix(
+            metric, layers=selector, max_steps=max_steps, start=start, end=end, agg=agg
+        )
+        names = list(names)
+        values = np.asarray(raw, dtype=np.float32).reshape(len(names), len(steps))
+        if sort not in ("order", ""):
+            order = _data.order_rows(names, values, sort)
+            values = values[order]
+            names = [names[i] for i in order.tolist()]
+    else:
+        names, steps, values = [], np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    lo, hi, pos = _data.value_range(values)
+    meta: dict[str, Any] = {
         "metric": metric,
         "names": names,
         "steps": _data.ints(steps),
         "shape": [len(names), len(steps)],
-        "values_f32": _data.f32_base64(values),
-        "positive_min": float(positive.min()) if positive.size else None,
-        "min": float(finite.min()) if finite.size else None,
-        "max": float(finite.max()) if finite.size else None,
+        "positive_min": pos,
+        "min": lo,
+        "max": hi,
         "total_layers": len(all_names),
     }
+    if format == "bin":
+        return Response(content=_data.matrix_bytes(meta, values), media_type="application/octet-stream")
+    meta["values_f32"] = _data.f32_base64(values)
+    return Response(content=json.dumps(meta, separators=(",", ":")), media_type="application/json")
 
 
 @router.get("/layer_series")

@@ -26,21 +26,36 @@ export async function get(path, params) {
   return response.json();
 }
 
-export function imageUrl(run, id) {
-  return url("/api/image", { run, id });
+/** A layer x step matrix in the binary form (NSM1, JSON length, JSON, padding, float32 data). */
+export async function getMatrix(params) {
+  const response = await fetch(url("/api/layer_matrix", Object.assign({ format: "bin" }, params)), {
+    credentials: "same-origin",
+  });
+  if (!response.ok) {
+    let detail = `${response.status} ${response.statusText}`;
+    try {
+      detail = (await response.json()).detail;
+    } catch (_) {
+      /* keep the status line */
+    }
+    throw new ApiError(typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  const buffer = await response.arrayBuffer();
+  const view = new DataView(buffer);
+  const magic = String.fromCharCode(view.getUint8(0), view.getUint8(1), view.getUint8(2), view.getUint8(3));
+  if (magic !== "NSM1") throw new ApiError("The server answered a matrix in an unknown format.");
+  const length = view.getUint32(4, true);
+  const meta = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 8, length)));
+  const offset = 8 + length + ((4 - ((8 + length) % 4)) % 4);
+  const [rows, cols] = meta.shape;
+  const all = new Float32Array(buffer, offset, rows * cols);
+  meta.rows = new Array(rows);
+  for (let r = 0; r < rows; r++) meta.rows[r] = all.subarray(r * cols, (r + 1) * cols);
+  return meta;
 }
 
-/** Base64 little-endian float32 [rows, cols] -> an array of Float32Array rows (views, no copy). */
-export function decodeMatrix(b64, shape) {
-  const [rows, cols] = shape;
-  if (!rows || !cols) return [];
-  const bin = atob(b64);
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  const all = new Float32Array(bytes.buffer);
-  const out = new Array(rows);
-  for (let r = 0; r < rows; r++) out[r] = all.subarray(r * cols, (r + 1) * cols);
-  return out;
+export function imageUrl(run, id) {
+  return url("/api/image", { run, id });
 }
 
 /** Open the event stream; `handlers` has onHello, onChange, onRuns, onState(connected). */

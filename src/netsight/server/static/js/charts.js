@@ -27,9 +27,21 @@ export function title(text) {
   return { text: ptext(text), font: { size: 13 }, x: 0.01, xanchor: "left" };
 }
 
+// plotly.js (4.7 MB) loads asynchronously: the page fetches its data while the browser compiles it.
+const plotlyReady = new Promise((resolve, reject) => {
+  if (window.Plotly) {
+    resolve(window.Plotly);
+    return;
+  }
+  const tag = document.getElementById("plotly-js");
+  tag.addEventListener("load", () => resolve(window.Plotly));
+  tag.addEventListener("error", () => reject(new Error("plotly.js did not load from /static/vendor/plotly.min.js")));
+});
+
 /** Plotly.react, resolved once drawn. */
-export function draw(node, data, lay) {
-  return window.Plotly.react(node, data, lay, CONFIG);
+export async function draw(node, data, lay) {
+  const Plotly = await plotlyReady;
+  return Plotly.react(node, data, lay, CONFIG);
 }
 
 export function purge(node) {

@@ -49,13 +49,12 @@ export function clear(node) {
   return node;
 }
 
-/** Escape a user string for plotly, whose labels understand a little HTML (<b>, <br>, entities). */
+/**
+ * Escape a user string for plotly, whose labels understand a little HTML (<b>, <br>, <a href>) and a
+ * few entities (&amp; &lt; &gt;, not &quot;): with < and & escaped no tag or entity can form.
+ */
 export function ptext(value) {
-  return String(value)
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;");
+  return String(value).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
 /** A <select> filled with options (values and labels set as text), `selected` chosen when present. */

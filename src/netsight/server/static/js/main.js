@@ -146,11 +146,15 @@ async function route() {
   if (state.controller && state.controller.destroy) state.controller.destroy();
   state.controller = null;
   try {
+    // the run named in the address is fetched together with the list of runs
+    const early = params.run ? get("/api/run", { run: params.run }).catch(() => null) : null;
     await loadRuns();
     const names = state.runs.map((r) => r.name);
     state.run = params.run && names.includes(params.run) ? params.run : names[0] || null;
     if (params.run && !names.includes(params.run)) showError(`No run named "${params.run}" in this store.`);
-    await loadOverview();
+    const overview = early ? await early : null;
+    if (overview && overview.info.name === state.run) state.overview = overview;
+    else await loadOverview();
   } catch (error) {
     showError(error);
   }

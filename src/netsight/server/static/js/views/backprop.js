@@ -1,7 +1,7 @@
 // Backpropagation: the module tree as a layered graph (an icicle: each module spans its children, leaves
 // in execution order), every module coloured by a chosen metric at the step on the slider, and the
 // metric drawn from the loss back to the input, so that δ = ∂L/∂a can be seen shrinking or growing.
-import { decodeMatrix, get } from "../api.js";
+import { get, getMatrix } from "../api.js";
 import { el, empty, fmt, ptext, select, svg } from "../dom.js";
 import { draw, layout, markRendered, purge, title, viridis, viridisGradient } from "../charts.js";
 import { chooseMetrics } from "./layers.js";
@@ -111,14 +111,15 @@ export default {
 
     function buildGraph() {
       const { cells, columns, rows: depth } = icicle(tree, m.names);
-      const width = Math.max(900, columns * COL + 2);
-      const height = depth * ROW + 150;
+      const col = Math.max(COL, Math.floor((graph.clientWidth - 4) / Math.max(1, columns)));
+      const width = columns * col + 2;
+      const height = depth * ROW + (col > 80 ? 60 : 150);
       const canvas = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "module tree" });
       rects = [];
       for (const c of cells) {
-        const x = c.col0 * COL + 1;
+        const x = c.col0 * col + 1;
         const y = c.depth * ROW;
-        const w = (c.col1 - c.col0) * COL - 1;
+        const w = (c.col1 - c.col0) * col - 1;
         const h = c.leaf ? height - y - 2 : ROW - 1;
         const name = c.node.name;
         const rect = svg("rect", { x, y, width: w, height: h, dataset: { name } });
@@ -127,11 +128,12 @@ export default {
         rect.addEventListener("click", () => ctx.go("grads", { run: ctx.run, layer: name }));
         canvas.append(rect);
         const label = shortName(name);
-        if (c.leaf) {
+        const fits = w > label.length * 6 + 6;
+        if (c.leaf && !fits) {
           canvas.append(
             svg("text", { x: x + w / 2 + 3, y: y + 6, transform: `rotate(90 ${x + w / 2 + 3} ${y + 6})` }, label.slice(0, 22)),
           );
-        } else if (w > label.length * 6 + 6) {
+        } else if (fits) {
           canvas.append(svg("text", { x: x + 4, y: y + 15 }, label));
         }
         rects.push({ rect, tip, node: c.node });
@@ -170,13 +172,13 @@ export default {
     async function refresh() {
       const [t, mat] = await Promise.all([
         get("/api/tree", { run: ctx.run }),
-        get("/api/layer_matrix", { run: ctx.run, metric: st.metric, max_steps: 400 }),
+        getMatrix({ run: ctx.run, metric: st.metric, max_steps: 400 }),
       ]);
       const first = m === null;
       tree = t.nodes;
       m = mat;
       m.index = new Map(m.names.map((n, i) => [n, i]));
-      rows = decodeMatrix(m.values_f32, m.shape);
+      rows = m.rows;
       if (!m.steps.length) {
         graph.replaceChildren(empty("No steps logged yet."));
         markRendered("backprop");

@@ -1,6 +1,6 @@
 // Layer overviews: a layer x step heatmap of one metric (gradient flow, activation statistics), the
 // lines of one layer over time (click a row), and a bar chart of one step across layers.
-import { decodeMatrix, get } from "../api.js";
+import { get, getMatrix } from "../api.js";
 import { el, empty, ptext, select } from "../dom.js";
 import { draw, layout, log10Rows, logColorbar, markRendered, purge, title } from "../charts.js";
 
@@ -35,7 +35,10 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
     id,
     label,
     async mount(root, ctx) {
-      const metrics = chooseMetrics(ctx.overview.layer_metrics || [], prefer, accept);
+      const all = ctx.overview.layer_metrics || [];
+      const metrics = chooseMetrics(all, prefer, accept);
+      // a metric named in the address is offered even when it is not this view's kind
+      if (all.includes(ctx.params.metric) && !metrics.includes(ctx.params.metric)) metrics.push(ctx.params.metric);
       if (!metrics.length) {
         root.append(el("h2", {}, heading), empty("No per-layer statistics in this run yet (ns.watch(model, run=run))."));
         markRendered(id);
@@ -89,8 +92,13 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
         });
       }
 
-      async function drawHeatmap() {
-        const m = await get("/api/layer_matrix", { run: ctx.run, metric: st.metric, filter: st.filter, sort: st.sort });
+      function fetchMatrix() {
+        // no more columns than the plot has pixels (the server downsamples, keeping the extremes)
+        const columns = Math.max(100, Math.min(2000, Math.round((heat.clientWidth || 1200) - 190)));
+        return getMatrix({ run: ctx.run, metric: st.metric, filter: st.filter, sort: st.sort, max_steps: columns });
+      }
+
+      async function drawHeatmap(m) {
         st.names = m.names;
         st.steps = m.steps;
         layerSel.replaceChildren(...m.names.map((n) => el("option", { value: n, text: n, selected: n === st.layer })));
@@ -101,9 +109,8 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
           return false;
         }
         heat.querySelectorAll(".empty").forEach((n) => n.remove());
-        if (!st.layer || !m.names.includes(st.layer)) st.layer = m.names[0];
         layerSel.value = st.layer;
-        let rows = decodeMatrix(m.values_f32, m.shape);
+        let rows = m.rows;
         let zmin = m.min;
         let zmax = m.max;
         let colorbar = { title: { text: ptext(st.metric), side: "right" }, thickness: 12 };
@@ -142,9 +149,13 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
         return true;
       }
 
-      async function drawLines() {
-        if (!st.layer) return;
-        const s = await get("/api/layer_series", { run: ctx.run, metric: st.metric, layer: st.layer });
+      function fetchLines() {
+        return st.layer ? get("/api/layer_series", { run: ctx.run, metric: st.metric, layer: st.layer }) : null;
+      }
+
+      async function drawLines(pending) {
+        const s = await (pending || fetchLines());
+        if (!s) return;
         const shapes =
           st.step === null
             ? []
@@ -162,8 +173,12 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
         lines.dataset.layer = st.layer;
       }
 
-      async function drawBars() {
-        const v = await get("/api/step_values", { run: ctx.run, metric: st.metric, step: st.step, filter: st.filter });
+      function fetchBars() {
+        return get("/api/step_values", { run: ctx.run, metric: st.metric, step: st.step, filter: st.filter });
+      }
+
+      async function drawBars(pending) {
+        const v = await (pending || fetchBars());
         const index = new Map(v.names.map((n, i) => [n, i]));
         const names = st.names.filter((n) => index.has(n));
         const values = names.map((n) => v.values[index.get(n)]);
@@ -182,12 +197,18 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
 
       let clickBound = false;
       async function refresh() {
-        const ok = await drawHeatmap();
+        // the three requests overlap: bars need no layer, the lines need the first row's name
+        const barsP = fetchBars();
+        const m = await fetchMatrix();
+        if (m.names.length && (!st.layer || !m.names.includes(st.layer))) st.layer = m.names[0];
+        const linesP = m.names.length ? fetchLines() : null;
+        const ok = await drawHeatmap(m);
         if (ok && !clickBound && heat.on) {
           heat.on("plotly_click", onClick);
           clickBound = true;
         }
-        if (ok) await Promise.all([drawLines(), drawBars()]);
+        if (ok) await Promise.all([drawLines(linesP), drawBars(barsP)]);
+        else await Promise.allSettled([barsP, linesP]);
         markRendered(id);
       }
 
