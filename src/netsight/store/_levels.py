@@ -15,7 +15,7 @@ kept in the raw rows but not folded into the levels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -60,6 +60,8 @@ class LayerBucket:
     sm: F32
     cnt: U32
     last: F32
+    #: raw vectors added since the arrays were last brought up to date (folded in one vectorised pass)
+    pending: list[F32] = field(default_factory=list)
 
     @classmethod
     def of(cls, bucket: int, step: int, v: F32) -> LayerBucket:
@@ -85,21 +87,32 @@ class LayerBucket:
             self.last = _pad(self.last, n, np.nan)
 
     def add(self, step: int, v: F32) -> None:
-        """Fold one raw step's vector in."""
-        self._grow(v.shape[0])
-        if v.shape[0] < self.mn.shape[0]:
-            v = _pad(v, self.mn.shape[0], np.nan)
-        ok = ~np.isnan(v)
-        np.fmin(self.mn, v, out=self.mn)
-        np.fmax(self.mx, v, out=self.mx)
-        np.add(self.sm, v, out=self.sm, where=ok)
-        self.cnt += ok
-        np.copyto(self.last, v, where=ok)
+        """Add one raw step's vector (folded into the arrays when the bucket is read or merged)."""
+        self.pending.append(v)
         self.last_step = step
         self.n += 1
 
+    def fold(self) -> None:
+        """Bring min/max/sum/count/last up to date with the pending vectors, in one pass."""
+        if not self.pending:
+            return
+        n = max(self.mn.shape[0], *(p.shape[0] for p in self.pending))
+        self._grow(n)
+        block = np.stack([p if p.shape[0] == n else _pad(p, n, np.nan) for p in self.pending])  # [k, L]
+        self.pending = []
+        ok = ~np.isnan(block)
+        np.fmin(self.mn, np.fmin.reduce(block, axis=0), out=self.mn)
+        np.fmax(self.mx, np.fmax.reduce(block, axis=0), out=self.mx)
+        self.sm += np.where(ok, block, np.float32(0)).sum(axis=0, dtype=np.float32)
+        self.cnt += ok.sum(axis=0, dtype=np.uint32)
+        last_row = np.where(ok, np.arange(block.shape[0])[:, None], -1).max(axis=0)
+        has = np.flatnonzero(last_row >= 0)
+        self.last[has] = block[last_row[has], has]
+
     def merge(self, other: LayerBucket) -> None:
         """Fold a complete, later bucket of the level below in."""
+        self.fold()
+        other.fold()
         n = max(self.mn.shape[0], other.mn.shape[0])
         self._grow(n)
         o_mn, o_mx = _pad(other.mn, n, np.nan), _pad(other.mx, n, np.nan)
@@ -116,6 +129,7 @@ class LayerBucket:
         self, key_id: int, level: int
     ) -> tuple[int, int, int, int, int, int, bytes, bytes, bytes, bytes, bytes]:
         """The ``layer_levels`` row of this bucket."""
+        self.fold()
         return (
             key_id,
             level,

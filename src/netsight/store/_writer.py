@@ -241,6 +241,8 @@ class Run:
                 path.unlink(missing_ok=True)
             raise
         self._step = self._start_state
+        self._name_cache: dict[str, tuple[str, ...]] = {}
+        self._index_cache: tuple[tuple[str, ...], npt.NDArray[np.int64], bool] | None = None
         self._last_step = self._start_state if self._start_state >= 0 else None
         self._thread = threading.Thread(target=self._loop, name=f"netsight-store-{name}", daemon=True)
         self._thread.start()
@@ -345,6 +347,17 @@ class Run:
         self._step = max(self._step, s)
         return s
 
+    def _names(self, names: object, argument: str) -> tuple[str, ...]:
+        """Validated names; the same list as last time (the monitor's case) is checked in one compare."""
+        cache = self._name_cache.get(argument)
+        if cache is not None and isinstance(names, (list, tuple)) and len(names) == len(cache):
+            t = tuple(names)
+            if t == cache:
+                return cache
+        checked = _names(names, argument)
+        self._name_cache[argument] = checked
+        return checked
+
     def log(self, values: Mapping[str, object], step: int | None = None) -> None:
         """Log scalars. Values are numbers or one-element tensors (no ``.item()`` needed: they are
         stacked and moved to the host together in the writer thread). ``step=None`` is the last + 1."""
@@ -385,8 +398,8 @@ class Run:
         values: torch.Tensor | npt.NDArray[Any],
     ) -> None:
         """Log a per-layer statistics matrix ``values[len(layers), len(metrics)]`` (NaN = missing)."""
-        layers_t = _names(layers, "layers")
-        metrics_t = _names(metrics, "metrics")
+        layers_t = self._names(layers, "layers")
+        metrics_t = self._names(metrics, "metrics")
         if isinstance(values, torch.Tensor):
             values = values.detach()
         elif not isinstance(values, np.ndarray):
@@ -686,9 +699,18 @@ class Run:
             if isinstance(values, torch.Tensor):
                 values = values.to(torch.float32).cpu().numpy()
             mat = np.asarray(values, dtype=np.float32)
-            idx = np.array([self._id(self._layer_idx, "layers", "name", n) for n in layers], dtype=np.int64)
             n_all = len(self._layer_idx)
-            dense = idx.shape[0] == n_all and bool(np.all(idx == np.arange(n_all)))
+            cached = self._index_cache
+            if cached is not None and cached[0] is layers and cached[1].shape[0] <= n_all:
+                _, idx, dense = cached
+                dense = dense and idx.shape[0] == n_all
+            else:
+                idx = np.array(
+                    [self._id(self._layer_idx, "layers", "name", n) for n in layers], dtype=np.int64
+                )
+                n_all = len(self._layer_idx)
+                dense = idx.shape[0] == n_all and bool(np.all(idx == np.arange(n_all)))
+                self._index_cache = (layers, idx, dense)
             rows = []
             levels = []
             for j, metric in enumerate(metrics):

@@ -1,0 +1,163 @@
+"""Run store speed: reader latency on a big store, and the writer's cost on the training thread.
+
+Readers: a synthetic run of ``--layers`` x ``--steps`` (default 500 x 100,000, one metric, made by
+``netsight.store.synthetic.fill``); each query is repeated ``--repeats`` times, interleaved, and its
+p50/p95 printed. The contract: layer_matrix(max_steps=2000) and series/layer_series p95 < 100 ms.
+
+Writer: a loop that logs ``--layers`` x ``--metrics`` statistics (one [L, M] tensor) and two 0-d
+tensor scalars per step, against the same loop without logging (the "bare step": the same tensor
+work), interleaved in blocks. Prints the training-thread time per logged step (median of blocks), and
+how many steps per second the background writer sustains (queue drained at close).
+
+    python benchmarks/store_throughput.py                      # CPU, defaults
+    python benchmarks/store_throughput.py --device cuda        # statistics tensors on the GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import netsight as ns
+from netsight import store
+from netsight.store import synthetic
+
+
+def readers(root: Path, layers: int, steps: int, repeats: int) -> None:
+    t0 = time.perf_counter()
+    name = synthetic.fill(root, "big", layers=layers, steps=steps, progress=False)
+    fill_s = time.perf_counter() - t0
+    size = sum(p.stat().st_size for p in root.glob("big.sqlite*")) / 2**20
+    print(f"fill: {layers} layers x {steps} steps in {fill_s:.1f} s, {size:.0f} MiB")
+    r = store.open(root).run(name)
+    names = r.layers()
+    mid = steps // 2
+    queries = {
+        "layer_matrix(max_steps=2000, agg=max)": lambda: r.layer_matrix("grad_norm", max_steps=2000),
+        "layer_matrix(max_steps=2000, agg=mean)": lambda: r.layer_matrix(
+            "grad_norm", max_steps=2000, agg="mean"
+        ),
+        "layer_matrix(max_steps=2000, agg=last)": lambda: r.layer_matrix(
+            "grad_norm", max_steps=2000, agg="last"
+        ),
+        "layer_matrix(zoom 10% window)": lambda: r.layer_matrix(
+            "grad_norm", max_steps=2000, start=mid, end=mid + steps // 10
+        ),
+        "layer_matrix(layers='blocks.1*.*')": lambda: r.layer_matrix(
+            "grad_norm", layers="blocks.1*.*", max_steps=2000
+        ),
+        "series(loss, max_points=2000)": lambda: r.series("loss", max_points=2000),
+        "layer_series(max_points=2000)": lambda: r.layer_series("grad_norm", names[len(names) // 2]),
+        "step_values(latest)": lambda: r.step_values("grad_norm"),
+        "step_values(step=mid)": lambda: r.step_values("grad_norm", step=mid),
+        "histograms(max_steps=200)": lambda: r.histograms(names[0], "grad"),
+        "changes_since(0)": lambda: r.changes_since(0),
+    }
+    times: dict[str, list[float]] = {k: [] for k in queries}
+    for q in queries.values():  # warm the page cache once
+        q()
+    for _ in range(repeats):
+        for k, q in queries.items():
+            t = time.perf_counter()
+            q()
+            times[k].append((time.perf_counter() - t) * 1e3)
+    print(f"\n{'query':44s} {'p50 ms':>8s} {'p95 ms':>8s} {'max ms':>8s}")
+    for k, ts in times.items():
+        p50, p95 = np.percentile(ts, [50, 95])
+        print(f"{k:44s} {p50:8.1f} {p95:8.1f} {max(ts):8.1f}")
+
+
+def writer(root: Path, layers: int, metrics: int, steps: int, *, blocks: int, device: str) -> None:
+    names = [f"layer{i}" for i in range(layers)]
+    mnames = [f"m{j}" for j in range(metrics)]
+    base = torch.randn(layers, metrics, device=device)
+    loss0 = torch.tensor(1.0, device=device)
+
+    def step_work(s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # the statistics tensor a monitor would have produced on the device
+        return base * (1.0 + 1e-3 * s), loss0 / (s + 1)
+
+    run = ns.open_run(root, name="writer")
+    bare: list[float] = []
+    logged: list[float] = []
+    s = 0
+    for _ in range(blocks):
+        t = time.perf_counter()
+        for _ in range(steps):
+            vals, loss = step_work(s)
+        bare.append((time.perf_counter() - t) / steps)
+        t = time.perf_counter()
+        for _ in range(steps):
+            vals, loss = step_work(s)
+            run.log({"loss": loss, "lr": loss * 0.1}, step=s)
+            run.log_layers(s, names, mnames, vals)
+            s += 1
+        logged.append((time.perf_counter() - t) / steps)
+    t = time.perf_counter()
+    run.close()
+    drain = time.perf_counter() - t
+    per_step = [(lg - b) * 1e6 for lg, b in zip(logged, bare, strict=True)]
+    print(
+        f"\nwriter, {layers} layers x {metrics} metrics + 2 scalars per step, {s} steps, device={device}:\n"
+        f"  bare step            {statistics.median(bare) * 1e6:9.1f} us\n"
+        f"  step + logging       {statistics.median(logged) * 1e6:9.1f} us\n"
+        f"  training-thread cost {statistics.median(per_step):9.1f} us per logged step "
+        f"(median of {blocks} blocks)\n"
+        f"  close() drained the queue in {drain:.2f} s"
+    )
+    # background throughput: how fast the writer thread folds steps in with nothing else running
+    run = ns.open_run(root, name="writer-throughput")
+    vals = base.cpu()
+    n = steps * 4
+    t = time.perf_counter()
+    for i in range(n):
+        run.log({"loss": 1.0 / (i + 1)}, step=i)
+        run.log_layers(i, names, mnames, vals)
+    run.close()
+    total = time.perf_counter() - t
+    print(
+        f"  writer thread sustains {n / total:,.0f} steps/s "
+        f"({total / n * 1e3:.2f} ms per step, queue included)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=100_000)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--metrics", type=int, default=20, help="metrics per step in the writer benchmark")
+    ap.add_argument("--writer-steps", type=int, default=200, help="steps per block in the writer benchmark")
+    ap.add_argument("--blocks", type=int, default=7)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dir", default=None, help="where to build the stores (default: a temporary directory)")
+    ap.add_argument("--skip-readers", action="store_true")
+    ap.add_argument("--skip-writer", action="store_true")
+    args = ap.parse_args()
+    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="netsight-store-bench-"))
+    try:
+        if not args.skip_readers:
+            readers(root / "readers", args.layers, args.steps, args.repeats)
+        if not args.skip_writer:
+            writer(
+                root / "writer",
+                args.layers,
+                args.metrics,
+                args.writer_steps,
+                blocks=args.blocks,
+                device=args.device,
+            )
+    finally:
+        if not args.dir:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
