@@ -336,3 +336,45 @@ def test_row_runs_cover_exactly_the_wanted_rows() -> None:
     some = ns.attention(enc, x, reduce={"rows": [5, 0, 1, 2]}, chunk_rows=2)
     for n in full.names:
         assert (some[n] - full[n][:, :, [0, 1, 2, 5]]).abs().max() <= 1e-6
+
+
+class _Recorder(nn.Module):
+    """Keeps what the wrapped model returned during the last call."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.last: torch.Tensor | None = None
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        out = self.inner(*args, **kwargs)
+        self.last = out if isinstance(out, torch.Tensor) else out[0]
+        return out
+
+
+@pytest.mark.parametrize("reduce", [None, "cls", {"topk": 2}])
+def test_outputs_during_capture_equal_outputs_without(reduce) -> None:
+    timm = pytest.importorskip("timm")
+    bert = _Recorder(_bert("eager"))
+    ids = torch.randint(0, 60, (2, 6))
+    vit = _Recorder(
+        timm.create_model(
+            "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_heads=2,
+            embed_dim=16, num_classes=5,
+        ).eval()
+    )  # fmt: skip
+    img = torch.randn(2, 3, 32, 32)
+    enc = _Recorder(_encoder())
+    x = torch.randn(2, 7, 16)
+    for model, inputs, exact in ((bert, ids, True), (vit, img, False), (enc, x, False)):
+        with torch.no_grad():
+            model(inputs)
+        plain = model.last
+        ns.attention(model, inputs, reduce=reduce)
+        during = model.last
+        assert plain is not None
+        assert during is not None
+        if exact:  # the same eager kernel runs: bit for bit
+            assert torch.equal(plain, during)
+        else:  # fused kernels (timm's SDPA, PyTorch's encoder fast path) round differently
+            assert (plain - during).abs().max() <= 1e-5
