@@ -135,13 +135,13 @@ def heatmap_svg(
     n_rows, n_cols = v.shape
     cell_h = max(6, min(22, 360 // max(n_rows, 1)))
     label_w = min(260, 12 + 7 * max((len(r) for r in rows), default=4))
-    plot_w = max(120, width - label_w - 90)
-    cell_w = max(1, plot_w // max(n_cols, 1))
-    plot_w = cell_w * max(n_cols, 1)
+    right = 110
+    plot_w = max(120, width - label_w - right)
+    cell_w = max(1, math.ceil(plot_w / max(n_cols, 1)))  # PNG pixels per step; drawn stretched to plot_w
     plot_h = cell_h * n_rows
     png = _colour_png(scaled, cmap=cmap, cell_h=cell_h, cell_w=cell_w) if n_rows and n_cols else b""
     bar = _colour_png(np.linspace(1, 0, 64)[:, None], cmap=cmap, cell_h=1, cell_w=12)
-    total_w = label_w + plot_w + 90
+    total_w = label_w + plot_w + right
     total_h = 28 + plot_h + 40
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" role="img" width="{total_w}" '
@@ -160,9 +160,14 @@ def heatmap_svg(
         if cell_h >= 9 or i % max(1, 9 // cell_h) == 0:
             out.append(f'<text x="{label_w - 6}" y="{y:.1f}" text-anchor="end" class="l">{esc(name)}</text>')
     if n_cols:
-        ticks = sorted({0, n_cols - 1, *range(0, n_cols, max(1, n_cols // 6))})
-        for j in ticks:
-            x = label_w + j * cell_w + cell_w / 2
+        step_w = plot_w / n_cols
+        ticks = np.linspace(0, n_cols - 1, min(n_cols, 6)).round().astype(int).tolist()
+        last_x = None
+        for j in reversed(ticks):
+            x = label_w + (j + 0.5) * step_w
+            if last_x is not None and last_x - x < 40:
+                continue
+            last_x = x
             y = 24 + plot_h + 16
             out.append(f'<text x="{x:.1f}" y="{y}" text-anchor="middle" class="l">{int(steps[j])}</text>')
     mid = label_w + plot_w / 2
@@ -172,9 +177,11 @@ def heatmap_svg(
         f'<image x="{bx}" y="24" width="12" height="{max(plot_h, 40)}" preserveAspectRatio="none" '
         f'href="{data_uri(bar)}"/>'
     )
-    unit = "log10 " if log else ""
-    out.append(f'<text x="{bx + 16}" y="34" class="l">{esc(unit + _fmt(hi))}</text>')
-    out.append(f'<text x="{bx + 16}" y="{24 + max(plot_h, 40)}" class="l">{esc(unit + _fmt(lo))}</text>')
+    top, bottom = (10.0**hi, 10.0**lo) if log else (hi, lo)
+    out.append(f'<text x="{bx + 16}" y="34" class="l">{esc(_fmt(top))}</text>')
+    out.append(f'<text x="{bx + 16}" y="{24 + max(plot_h, 40)}" class="l">{esc(_fmt(bottom))}</text>')
+    if log:
+        out.append(f'<text x="{bx + 16}" y="{24 + max(plot_h, 40) / 2 + 4:.1f}" class="l">log scale</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -319,38 +326,66 @@ def _scalars_html(reader: Any, max_points: int) -> str:
 
 
 def _matrix_html(
-    reader: Any, metric: str, *, log: bool, max_steps: int, element_id: str | None, title: str
+    reader: Any,
+    metric: str,
+    *,
+    log: bool,
+    max_steps: int,
+    element_id: str | None,
+    title: str,
+    width: int = 760,
 ) -> str:
-    names, steps, values = reader.layer_matrix(metric, max_steps=max_steps)
+    """A metric's layer x step heatmap, without empty rows and columns; "" when it has no value."""
+    names, steps, values = trimmed(*reader.layer_matrix(metric, max_steps=max_steps))
     if len(names) == 0 or len(steps) == 0:
-        return f'<p class="muted">No values of {esc(metric)} were logged.</p>'
+        return ""
     return heatmap_svg(
-        np.asarray(values, dtype=np.float64),
-        list(names),
-        np.asarray(steps, dtype=np.int64),
+        values,
+        names,
+        steps,
         title=title,
         log=log,
         element_id=element_id,
+        width=width,
     )
 
 
-def _latest_table(reader: Any, metrics: Sequence[str]) -> str:
-    if not metrics:
-        return ""
+def trimmed(
+    names: Sequence[str], steps: npt.ArrayLike, values: npt.ArrayLike
+) -> tuple[list[str], npt.NDArray[np.int64], F64]:
+    """Drop the layers (rows) and steps (columns) that hold no finite value of a layer x step matrix."""
+    v = np.asarray(values, dtype=np.float64).reshape(len(names), -1)
+    s = np.asarray(steps, dtype=np.int64)
+    ok = np.isfinite(v)
+    rows: npt.NDArray[np.bool_] = np.asarray(ok.any(axis=1))
+    cols: npt.NDArray[np.bool_] = np.asarray(ok.any(axis=0))
+    kept = [n for i, n in enumerate(names) if rows[i]]
+    return kept, s[cols], v[rows][:, cols]
+
+
+def _latest_table(reader: Any, metrics: Sequence[str], max_steps: int) -> str:
+    """The last finite value of each metric per layer (metrics are logged on different schedules)."""
     cols: dict[str, dict[str, float]] = {}
     order: list[str] = []
     for m in metrics:
-        names, values = reader.step_values(m)
-        cols[m] = {str(n): float(v) for n, v in zip(names, np.asarray(values, dtype=np.float64), strict=True)}
-        order.extend(n for n in cols[m] if n not in order)
-    head = "<tr><th>layer</th>" + "".join(f"<th>{esc(m)}</th>" for m in metrics) + "</tr>"
+        names, _, values = trimmed(*reader.layer_matrix(m, max_steps=max_steps, agg="last"))
+        cols[m] = {}
+        for n, row in zip(names, values, strict=True):
+            finite = row[np.isfinite(row)]
+            cols[m][n] = float(finite[-1])
+            if n not in order:
+                order.append(n)
+    shown = [m for m in metrics if cols[m]]
+    if not shown:
+        return ""
+    head = "<tr><th>layer</th>" + "".join(f"<th>{esc(m)}</th>" for m in shown) + "</tr>"
     rows = "".join(
         f"<tr><td>{esc(n)}</td>"
-        + "".join(f"<td>{esc(_fmt(cols[m][n])) if n in cols[m] else ''}</td>" for m in metrics)
+        + "".join(f"<td>{esc(_fmt(cols[m][n])) if n in cols[m] else ''}</td>" for m in shown)
         + "</tr>"
         for n in order
     )
-    return f"<p>Latest logged step:</p><table>{head}{rows}</table>"
+    return f"<p>Last value per layer:</p><table>{head}{rows}</table>"
 
 
 def _alerts_html(reader: Any) -> str:
@@ -420,27 +455,39 @@ def _explanations_html(reader: Any) -> str:
 
 
 def _activation_maps_html(reader: Any, max_steps: int = 5) -> str:
+    """Feature grids of the probe images: per probe, a table of layers x steps (the first probe open)."""
     infos = list(reader.images(kind="activation_map"))
     if not infos:
         return '<p class="muted">No activation maps were logged.</p>'
-    by_key: dict[str, list[Any]] = {}
-    for info in infos:
-        by_key.setdefault(str(info.key), []).append(info)
+    groups: dict[str, dict[str, list[Any]]] = {}
+    for info in infos:  # keys look like "probe0/features.conv1"; other keys form their own group
+        group, _, rest = str(info.key).partition("/")
+        layer = str(info.layer or rest or info.key)
+        groups.setdefault(group if rest else "maps", {}).setdefault(layer, []).append(info)
     parts = []
-    for key, found in by_key.items():
-        items = sorted(found, key=lambda i: i.step)
-        if len(items) > max_steps:
-            pick = np.linspace(0, len(items) - 1, max_steps).round().astype(int)
-            items = [items[int(i)] for i in dict.fromkeys(pick.tolist())]
-        layer = items[0].layer or key
-        figs = "".join(
-            f"<figure>{_img(reader, i, alt=f'{key} at step {i.step}')}"
-            f"<figcaption>step {esc(i.step)}</figcaption></figure>"
-            for i in items
-        )
-        head = f'<h3>{esc(key)} <span class="muted">({esc(layer)})</span></h3>'
-        parts.append(f'{head}<div class="figs grid">{figs}</div>')
-    return "".join(parts)
+    for n, (group, layers) in enumerate(groups.items()):
+        all_steps = sorted({int(i.step) for items in layers.values() for i in items})
+        if len(all_steps) > max_steps:
+            pick = np.linspace(0, len(all_steps) - 1, max_steps).round().astype(int)
+            all_steps = [all_steps[int(k)] for k in dict.fromkeys(pick.tolist())]
+        head = "<tr><th>layer</th>" + "".join(f"<th>step {s}</th>" for s in all_steps) + "</tr>"
+        rows = []
+        for layer, items in layers.items():
+            at = {int(i.step): i for i in items}
+            cells = "".join(
+                f"<td>{_img(reader, at[s], alt=f'{group} {layer} at step {s}', width=150)}</td>"
+                if s in at
+                else "<td></td>"
+                for s in all_steps
+            )
+            rows.append(f"<tr><th>{esc(layer)}</th>{cells}</tr>")
+        table = f'<table class="grid">{head}{"".join(rows)}</table>'
+        parts.append(f"<details{' open' if n == 0 else ''}><summary>{esc(group)}</summary>{table}</details>")
+    return (
+        "<p>Each tile is one channel of the layer's output for a fixed probe image, captured by hooks "
+        "during one forward pass of the whole model (ns.capture), strongest activations brightest.</p>"
+        + "".join(parts)
+    )
 
 
 def _other_images_html(reader: Any, shown: set[str]) -> str:
@@ -479,6 +526,45 @@ def _attention_html(reader: Any) -> str:
     return "".join(parts)
 
 
+def _gradient_html(reader: Any, grad: str | None, metrics: Sequence[str], max_steps: int) -> str:
+    """The gradient-flow heatmap (parameter gradient norms) and the error signal delta per layer."""
+    parts = []
+    if grad is not None:
+        fig = _matrix_html(
+            reader,
+            grad,
+            log=True,
+            max_steps=max_steps,
+            element_id="gradient-flow-heatmap",
+            title=f"gradient flow: {grad} (layer x step)",
+        )
+        if fig:
+            parts.append(
+                "<p>Each row is a layer with parameters (in module order), each column a step; the colour "
+                f"is the {esc(grad)} on a log scale. A row fading to dark while its neighbours stay bright "
+                "is a vanishing gradient; a bright streak is an explosion.</p>" + fig
+            )
+    delta = next((m for m in ("delta_norm", "delta", "output_grad_norm") if m in metrics), None)
+    if delta is not None:
+        fig = _matrix_html(
+            reader,
+            delta,
+            log=True,
+            max_steps=max_steps,
+            element_id="error-signal-heatmap",
+            title=f"error signal: {delta} = |dL/d output| (layer x step)",
+        )
+        if fig:
+            parts.append(
+                "<p>The error signal: the norm of the loss gradient with respect to each layer's output, "
+                "for every layer. Read a column from the bottom up to see how the error shrinks or grows "
+                "as it travels back towards the input.</p>" + fig
+            )
+    if not parts:
+        return '<p class="muted">No gradient statistics were logged (is <code>ns.watch</code> on?).</p>'
+    return "".join(parts)
+
+
 def build_report(reader: Any, *, title: str | None = None, max_steps: int = 400) -> str:
     """The HTML report of one run, as a string. ``reader``: a :class:`netsight.store.RunReader`."""
     info = reader.info
@@ -496,31 +582,15 @@ def build_report(reader: Any, *, title: str | None = None, max_steps: int = 400)
     )
     sections.append(("overview", "Overview", overview))
     sections.append(("scalars", "Scalars", _scalars_html(reader, max_points=max_steps)))
-    if grad is not None:
-        body = (
-            "<p>Each row is a layer (in module order), each column a step; colour is log10 of the "
-            f"{esc(grad)}. A row fading to dark while its neighbours stay bright is a vanishing gradient; a "
-            "bright streak is an explosion.</p>"
-            + _matrix_html(
-                reader,
-                grad,
-                log=True,
-                max_steps=max_steps,
-                element_id="gradient-flow-heatmap",
-                title=f"gradient flow: {grad} (layer x step)",
-            )
+    sections.append(("gradient-flow", "Gradient flow", _gradient_html(reader, grad, metrics, max_steps)))
+    figs = "".join(
+        _matrix_html(
+            reader, m, log=False, max_steps=max_steps, element_id=None, title=f"{m} (layer x step)", width=560
         )
-    else:
-        body = '<p class="muted">No gradient statistics were logged (is <code>ns.watch</code> on?).</p>'
-    sections.append(("gradient-flow", "Gradient flow", body))
-    if acts:
-        figs = "".join(
-            _matrix_html(
-                reader, m, log=False, max_steps=max_steps, element_id=None, title=f"{m} (layer x step)"
-            )
-            for m in acts
-        )
-        body = f'<div class="figs">{figs}</div>' + _latest_table(reader, acts)
+        for m in acts
+    )
+    if figs:
+        body = f'<div class="figs">{figs}</div>' + _latest_table(reader, acts, max_steps)
     else:
         body = '<p class="muted">No activation statistics were logged.</p>'
     sections.append(("activations", "Activation statistics", body))
