@@ -4,10 +4,10 @@ Readers: a synthetic run of ``--layers`` x ``--steps`` (default 500 x 100,000, o
 ``netsight.store.synthetic.fill``); each query is repeated ``--repeats`` times, interleaved, and its
 p50/p95 printed. The contract: layer_matrix(max_steps=2000) and series/layer_series p95 < 100 ms.
 
-Writer: a loop that logs ``--layers`` x ``--metrics`` statistics (one [L, M] tensor) and two 0-d
-tensor scalars per step, against the same loop without logging (the "bare step": the same tensor
-work), interleaved in blocks. Prints the training-thread time per logged step (median of blocks), and
-how many steps per second the background writer sustains (queue drained at close).
+Writer: (a) the training-thread time of ``run.log`` and ``run.log_layers`` (``--layers`` x
+``--metrics`` statistics in one tensor) with a queue that never pushes back, and the steps per second
+the background writer sustains; (b) a real training step (an MLP, ``--width``) with and without that
+logging, in interleaved blocks, median ratio printed.
 
     python benchmarks/store_throughput.py                      # CPU, defaults
     python benchmarks/store_throughput.py --device cuda        # statistics tensors on the GPU
@@ -74,57 +74,91 @@ def readers(root: Path, layers: int, steps: int, repeats: int) -> None:
         print(f"{k:44s} {p50:8.1f} {p95:8.1f} {max(ts):8.1f}")
 
 
-def writer(root: Path, layers: int, metrics: int, steps: int, *, blocks: int, device: str) -> None:
+def writer(
+    root: Path, layers: int, metrics: int, steps: int, *, blocks: int, device: str, width: int
+) -> None:
     names = [f"layer{i}" for i in range(layers)]
     mnames = [f"m{j}" for j in range(metrics)]
     base = torch.randn(layers, metrics, device=device)
-    loss0 = torch.tensor(1.0, device=device)
 
-    def step_work(s: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # the statistics tensor a monitor would have produced on the device
-        return base * (1.0 + 1e-3 * s), loss0 / (s + 1)
+    # (a) the enqueue cost alone: a queue big enough never to push back, the writer thread running
+    run = ns.open_run(root, name="enqueue", queue_size=1_000_000)
+    t_log: list[float] = []
+    t_layers: list[float] = []
+    loss = torch.tensor(1.0, device=device)
+    for s in range(steps * blocks):
+        vals = base * (1.0 + 1e-3 * s)  # a fresh statistics tensor each step, as a monitor makes
+        t0 = time.perf_counter()
+        run.log({"loss": loss, "lr": 0.1}, step=s)
+        t1 = time.perf_counter()
+        run.log_layers(s, names, mnames, vals)
+        t_layers.append(time.perf_counter() - t1)
+        t_log.append(t1 - t0)
+    t = time.perf_counter()
+    run.close()
+    drain = time.perf_counter() - t
+    n = steps * blocks
+    print(
+        f"\nwriter, {layers} layers x {metrics} metrics + 2 scalars per step, device={device}\n"
+        f"  training thread, run.log (2 scalars, one 0-d tensor): "
+        f"{statistics.median(t_log) * 1e6:7.1f} us per call (median)\n"
+        f"  training thread, run.log_layers ([{layers}, {metrics}] tensor): "
+        f"{statistics.median(t_layers) * 1e6:7.1f} us per call (median)\n"
+        f"  background writer thread: {n / (sum(t_log) + sum(t_layers) + drain):,.0f} steps/s "
+        f"({n} steps, close() drained the rest in {drain:.2f} s)"
+    )
 
-    run = ns.open_run(root, name="writer")
+    # (b) side by side with a real training step (an MLP of `width`), interleaved blocks
+    model = torch.nn.Sequential(
+        torch.nn.Linear(width, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, 10),
+    ).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x = torch.randn(64, width, device=device)
+    y = torch.randint(0, 10, (64,), device=device)
+
+    def train_step() -> torch.Tensor:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    run = ns.open_run(root, name="side-by-side")
+    for _ in range(5):
+        train_step()
     bare: list[float] = []
     logged: list[float] = []
     s = 0
     for _ in range(blocks):
+        sync()
         t = time.perf_counter()
         for _ in range(steps):
-            vals, loss = step_work(s)
+            train_step()
+        sync()
         bare.append((time.perf_counter() - t) / steps)
         t = time.perf_counter()
         for _ in range(steps):
-            vals, loss = step_work(s)
-            run.log({"loss": loss, "lr": loss * 0.1}, step=s)
-            run.log_layers(s, names, mnames, vals)
+            loss = train_step()
+            run.log({"loss": loss}, step=s)
+            run.log_layers(s, names, mnames, base * loss)
             s += 1
+        sync()
         logged.append((time.perf_counter() - t) / steps)
-    t = time.perf_counter()
     run.close()
-    drain = time.perf_counter() - t
-    per_step = [(lg - b) * 1e6 for lg, b in zip(logged, bare, strict=True)]
+    ratios = [lg / b for lg, b in zip(logged, bare, strict=True)]
     print(
-        f"\nwriter, {layers} layers x {metrics} metrics + 2 scalars per step, {s} steps, device={device}:\n"
-        f"  bare step            {statistics.median(bare) * 1e6:9.1f} us\n"
-        f"  step + logging       {statistics.median(logged) * 1e6:9.1f} us\n"
-        f"  training-thread cost {statistics.median(per_step):9.1f} us per logged step "
-        f"(median of {blocks} blocks)\n"
-        f"  close() drained the queue in {drain:.2f} s"
-    )
-    # background throughput: how fast the writer thread folds steps in with nothing else running
-    run = ns.open_run(root, name="writer-throughput")
-    vals = base.cpu()
-    n = steps * 4
-    t = time.perf_counter()
-    for i in range(n):
-        run.log({"loss": 1.0 / (i + 1)}, step=i)
-        run.log_layers(i, names, mnames, vals)
-    run.close()
-    total = time.perf_counter() - t
-    print(
-        f"  writer thread sustains {n / total:,.0f} steps/s "
-        f"({total / n * 1e3:.2f} ms per step, queue included)"
+        f"  side by side, MLP width {width} batch 64: bare step {statistics.median(bare) * 1e3:.2f} ms, "
+        f"with logging {statistics.median(logged) * 1e3:.2f} ms, "
+        f"median ratio {statistics.median(ratios):.3f}x "
+        f"({blocks} interleaved blocks of {steps} steps)"
     )
 
 
@@ -137,6 +171,7 @@ def main() -> None:
     ap.add_argument("--writer-steps", type=int, default=200, help="steps per block in the writer benchmark")
     ap.add_argument("--blocks", type=int, default=7)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--width", type=int, default=1024, help="MLP width of the side-by-side training step")
     ap.add_argument("--dir", default=None, help="where to build the stores (default: a temporary directory)")
     ap.add_argument("--skip-readers", action="store_true")
     ap.add_argument("--skip-writer", action="store_true")
@@ -153,6 +188,7 @@ def main() -> None:
                 args.writer_steps,
                 blocks=args.blocks,
                 device=args.device,
+                width=args.width,
             )
     finally:
         if not args.dir:

@@ -629,28 +629,44 @@ class RunReader:
         The summary holds ``changed`` (bool), ``last_step``, ``status``, the names of updated
         ``scalars``/``metrics``/``histograms`` (kinds)/``tensors``/``texts``, the numbers of new
         ``images`` and ``alerts``, and whether ``module_tree``/``config`` changed. Pass the returned
-        cursor to the next call.
+        cursor to the next call. ``reset`` is True when the summary lists everything in the run (cursor
+        0, or a cursor older than the change log keeps): reload all views then.
         """
         c = _count(cursor, "cursor", 0)
         with self._read() as conn:
+            oldest = conn.execute("SELECT MIN(seq) FROM changes").fetchone()[0]
+            full = c == 0 or (oldest is not None and c < oldest - 1)
             rows = conn.execute(
                 "SELECT seq, last_step, summary FROM changes WHERE seq > ? ORDER BY seq", (c,)
             ).fetchall()
             status, last_step = conn.execute("SELECT status, last_step FROM run").fetchone()
-        out: dict[str, Any] = {
-            "changed": bool(rows),
-            "last_step": last_step,
-            "status": status,
-            "scalars": set(),
-            "metrics": set(),
-            "histograms": set(),
-            "tensors": set(),
-            "texts": set(),
-            "images": 0,
-            "alerts": 0,
-            "module_tree": False,
-            "config": False,
-        }
+            out: dict[str, Any] = {
+                "changed": bool(rows),
+                "reset": full,
+                "last_step": last_step,
+                "status": status,
+                "scalars": set(),
+                "metrics": set(),
+                "histograms": set(),
+                "tensors": set(),
+                "texts": set(),
+                "images": 0,
+                "alerts": 0,
+                "module_tree": False,
+                "config": False,
+            }
+            if full:  # everything there is (the log may have been pruned)
+                out["scalars"].update(r[0] for r in conn.execute("SELECT key FROM scalar_keys"))
+                out["metrics"].update(r[0] for r in conn.execute("SELECT name FROM metrics"))
+                out["histograms"].update(r[0] for r in conn.execute("SELECT DISTINCT kind FROM hist_layers"))
+                out["tensors"].update(r[0] for r in conn.execute("SELECT DISTINCT key FROM tensors"))
+                out["texts"].update(r[0] for r in conn.execute("SELECT key FROM texts"))
+                out["images"] = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+                out["alerts"] = conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
+                out["module_tree"] = conn.execute("SELECT COUNT(*) FROM module_tree").fetchone()[0] > 0
+                out["config"] = True
+                last_seq = conn.execute("SELECT MAX(seq) FROM changes").fetchone()[0]
+                return (last_seq or 0), _sorted(out)
         for _, _, summary in rows:
             d = json.loads(summary)
             for name in ("scalars", "metrics", "histograms", "tensors", "texts"):
@@ -659,9 +675,13 @@ class RunReader:
             out["alerts"] += d.get("alerts", 0)
             out["module_tree"] = out["module_tree"] or bool(d.get("module_tree"))
             out["config"] = out["config"] or bool(d.get("config"))
-        for name in ("scalars", "metrics", "histograms", "tensors", "texts"):
-            out[name] = sorted(out[name])
-        return (rows[-1][0] if rows else c), out
+        return (rows[-1][0] if rows else c), _sorted(out)
+
+
+def _sorted(out: dict[str, Any]) -> dict[str, Any]:
+    for name in ("scalars", "metrics", "histograms", "tensors", "texts"):
+        out[name] = sorted(out[name])
+    return out
 
 
 # ------------------------------------------------------------------------------------- helpers

@@ -40,6 +40,8 @@ logger = logging.getLogger("netsight")
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _STATUSES = ("running", "finished", "failed")
+#: rows of the change log kept; ``changes_since`` answers an older cursor with a full summary
+CHANGES_KEPT = 10_000
 
 
 class _Bucket(Protocol):
@@ -538,13 +540,19 @@ class Run:
         self._put(("config", _config_json(config)))
 
     def flush(self, timeout: float | None = 60.0) -> None:
-        """Wait until everything logged so far is committed."""
+        """Wait until everything logged so far is committed (at most ``timeout`` seconds; None: no limit)."""
         done = threading.Event()
         self._put(("flush", done))
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not done.wait(0.05):
             self._check()
             if not self._thread.is_alive():
                 break
+            if deadline is not None and time.monotonic() > deadline:
+                raise StoreError(
+                    f"timeout: run {self.name!r} did not commit within {timeout} s (the writer is behind by "
+                    f"{self._queue.qsize()} records). Pass a larger timeout, or log less often."
+                )
         self._check()
 
     def close(self, status: str | None = None) -> None:
@@ -649,10 +657,13 @@ class Run:
         now = time.time()
         conn = self._conn
         conn.execute("UPDATE run SET updated = ?, last_step = ? WHERE id = 1", (now, self._last_step))
-        conn.execute(
+        cur = conn.execute(
             "INSERT INTO changes (time, last_step, summary) VALUES (?, ?, ?)",
             (now, self._last_step, summary.as_json()),
         )
+        seq = cur.lastrowid or 0
+        if seq % 1000 == 0:  # keep the change log short; older cursors get a full summary
+            conn.execute("DELETE FROM changes WHERE seq <= ?", (seq - CHANGES_KEPT,))
         conn.execute("COMMIT")
         summary.clear()
 
