@@ -79,6 +79,7 @@ def test_sigkill_mid_training_loses_at_most_a_second(tmp_path: Path) -> None:
     must_have = max(s for s, t in reported if t <= killed_at - 1.0)
     r = store.open(tmp_path).run("killed")
     assert r.info.status == "running"  # it never closed
+    assert r.info.writing is False  # and nobody writes it: it was interrupted
     steps, values = r.series("loss", max_points=100_000)
     assert steps.tolist()[: must_have + 1] == list(range(must_have + 1))
     assert steps.max() <= reported[-1][0]

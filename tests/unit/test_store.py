@@ -399,3 +399,44 @@ def test_resume_after_a_crash_rebuilds_pending_buckets(tmp_path: Path, crash_aft
         np.testing.assert_allclose(x, y, rtol=1e-5)
     c1.close()
     c2.close()
+
+
+def test_writing_flag_and_one_writer_per_run(tmp_path: Path) -> None:
+    run = ns.open_run(tmp_path, name="w")
+    r = store.open(tmp_path).run("w")
+    assert r.info.writing is True
+    assert r.info.status == "running"
+    with pytest.raises(StoreError, match="open for writing by another Run"):
+        ns.open_run(tmp_path, name="w", resume=True)
+    run.close()
+    assert r.info.writing is False
+    with ns.open_run(tmp_path, name="w", resume=True) as again:
+        assert again.name == "w"
+    assert r.info.status == "finished"
+
+
+def test_change_log_is_pruned_and_old_cursors_get_everything(tmp_path: Path, monkeypatch) -> None:
+    from netsight.store import _writer
+
+    monkeypatch.setattr(_writer, "CHANGES_KEPT", 5)
+    run = ns.open_run(tmp_path, name="p")
+    r = store.open(tmp_path).run("p")
+    cursor, _ = r.changes_since(0)
+    for s in range(1005):
+        run.log({"loss": float(s)}, step=s)
+        run.flush()
+    run.log_text("t", "x")
+    run.close()
+    conn = sqlite3.connect(tmp_path / "p.sqlite")
+    kept = conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
+    conn.close()
+    assert kept < 20
+    new_cursor, summary = r.changes_since(cursor)  # older than what the log keeps
+    assert summary["reset"]
+    assert summary["scalars"] == ["loss"]
+    assert summary["texts"] == ["t"]
+    assert new_cursor > cursor
+    last, fresh = r.changes_since(new_cursor)
+    assert last == new_cursor
+    assert not fresh["changed"]
+    assert not fresh["reset"]

@@ -81,3 +81,69 @@ def reserve(store_dir: Path, name: str | None) -> tuple[str, Path]:
     raise StoreError(
         f"name: no free run name derived from {base!r} in {str(store_dir)!r}. Pick another name."
     )
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file its writer holds (``flock``) while a run is open for writing."""
+    return path.with_name(path.name + "-lock")
+
+
+class WriterLock:
+    """An exclusive ``flock`` on the run's lock file, held by the writing process until ``release``.
+
+    The kernel drops it when the process dies (even by SIGKILL), so readers can tell a run that is being
+    written from one whose writer died (:func:`is_writing`). Where ``fcntl`` is missing (Windows) the
+    lock does nothing and :func:`is_writing` answers ``None``.
+    """
+
+    def __init__(self, path: Path, *, wait: float = 2.0) -> None:
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        fd = os.open(lock_path(path), os.O_CREAT | os.O_RDWR, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() < deadline:  # a reader's brief shared lock, or another writer
+                    time.sleep(0.02)
+                    continue
+                os.close(fd)
+                raise StoreError(
+                    f"name: run {path.name[: -len(RUN_SUFFIX)]!r} is open for writing by another Run or "
+                    "process. Close that one first, or write to a new run (resume=False)."
+                ) from None
+            break
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def is_writing(path: Path) -> bool | None:
+    """Whether a live writer holds the run open (``None`` where this cannot be told)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    try:
+        fd = os.open(lock_path(path), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

@@ -196,7 +196,9 @@ class RunReader:
     def info(self) -> RunInfo:
         with self._read() as conn:
             row = conn.execute("SELECT name, status, created, updated, last_step, config FROM run").fetchone()
-        return RunInfo(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
+        return RunInfo(
+            row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), _paths.is_writing(self.path)
+        )
 
     def scalar_keys(self) -> list[str]:
         with self._read() as conn:

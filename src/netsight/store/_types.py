@@ -22,6 +22,7 @@ class RunInfo:
     updated: float
     last_step: int | None
     config: dict[str, Any] = field(default_factory=dict)
+    writing: bool | None = None
 
 
 @dataclass(frozen=True)

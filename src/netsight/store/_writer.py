@@ -234,13 +234,20 @@ class Run:
         self._error: BaseException | None = None
         self._closed = False
         self._lock = threading.Lock()
-        self._conn = _schema.connect(str(path))
+        self._lock_file = _paths.WriterLock(path)
+        try:
+            self._conn = _schema.connect(str(path))
+        except BaseException:
+            self._lock_file.release()
+            raise
         try:
             self._start_state = self._open_file(config, resume)
         except BaseException:
             self._conn.close()
+            self._lock_file.release()
             if not resume:
                 path.unlink(missing_ok=True)
+                _paths.lock_path(path).unlink(missing_ok=True)
             raise
         self._step = self._start_state
         self._name_cache: dict[str, tuple[str, ...]] = {}
@@ -569,6 +576,7 @@ class Run:
             else:
                 self._queue.put(("close", "failed"))
             self._thread.join()
+            self._lock_file.release()
             self._closed = True
             _OPEN_RUNS.discard(self)
         if self._error is not None:
