@@ -124,20 +124,30 @@ class Block(nn.Module):
         return torch.relu(self.logit(self.fc(x)))
 
 
-def test_log_of_a_negative_value_names_the_submodule_and_the_step(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("how", ["hooks", "replay"])
+def test_log_of_a_negative_value_names_the_submodule_and_the_step(
+    caplog: pytest.LogCaptureFixture, how: str, untouched: type
+) -> None:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), Block(), nn.Linear(6, 2))
+    net = nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 6), nn.Tanh(), Block(), nn.Linear(6, 2))
+    # "hooks": activation statistics every step name the origin as the forward runs; "replay": steps
+    # that collect gradient norms only see the NaN gradient, replay the batch and name the origin there
+    opts = {"stats": 1} if how == "hooks" else {"stats": 1000, "heavy": "never"}
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    with caplog.at_level(logging.WARNING, logger="netsight"), ns.watch(net, optimizer=opt) as mon:
+    u = untouched(net)
+    with caplog.at_level(logging.WARNING, logger="netsight"), ns.watch(net, optimizer=opt, **opts) as mon:
         for step in range(6):
             if step == 3:
-                net[2].logit.shift.fill_(-100.0)  # log of a negative number from now on
+                net[3].logit.shift.fill_(-100.0)  # log of a negative number from now on
             F.cross_entropy(net(torch.randn(8, 4)), torch.randint(0, 2, (8,))).backward()
             opt.step()
             opt.zero_grad()
     nan = [(layer, step) for rule, layer, step in rules(mon) if rule == "nan"]
-    assert nan == [("2.logit", 3)]
-    assert any("2.logit" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    assert nan == [("3.logit", 3)]
+    assert any("3.logit" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    assert ns.hooks_on(net) == {}
+    assert u.state.differences(net) == []
+    assert int(net[0].num_batches_tracked) == 6  # a replay leaves the batch-norm buffers as they were
 
 
 def test_nan_made_by_a_containers_own_code_names_the_container() -> None:

@@ -103,7 +103,10 @@ def test_every_statistic_matches_an_independent_computation(untouched: type) -> 
         v = last.values[row[layer]]
         assert close(v[col["act_mean"]], a.mean().item()), layer
         assert close(v[col["act_std"]], a.std().item()), layer
-        assert close(v[col["act_zero_frac"]], (a == 0).double().mean().item()), layer
+        if layer in ("relu", "tanh"):  # zeros are counted for modules without parameters
+            assert close(v[col["act_zero_frac"]], (a == 0).double().mean().item()), layer
+        else:
+            assert np.isnan(v[col["act_zero_frac"]]), layer
         assert close(v[col["delta_norm"]], delta.norm().item()), layer
         if layer == "tanh":
             sat = ((a <= -1 + 0.02) | (a >= 1 - 0.02)).double().mean().item()
@@ -135,7 +138,7 @@ def test_without_optimizer_step_collects_and_update_is_between_calls() -> None:
     net = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))
     x = torch.randn(6, 4)
     seen = []
-    with ns.watch(net, heavy="never") as mon:
+    with ns.watch(net, heavy="never", stats=1) as mon:
         for _ in range(2):
             seen.append(torch.cat([p.detach().double().reshape(-1) for p in net[0].parameters()]))
             net(x).square().sum().backward()

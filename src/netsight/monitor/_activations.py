@@ -4,14 +4,16 @@ The hooks belong to a :class:`netsight.capture.Hooks` session (the capture core'
 and patches); the tensor hooks on each step's outputs sit in a :class:`netsight.capture.HandleList`
 emptied at every collection, so nothing accumulates and nothing outlives :meth:`ActivationTap.close`.
 
-Per call of a selected module, on the device and without a host read (2 kernels for most layers):
+Per call of a selected module, on the device and without a host read (each a single vectorised pass;
+``torch.var_mean`` and ``count_nonzero`` are 100x slower on a CPU):
 
-- ``torch.var_mean`` (population variance) gives the mean and ``M2 = n · var``;
-- ``count_nonzero`` gives the zeros;
+- ``sum`` and ``sum of squares`` (float32 cascade sums, combined in float64) give the mean and
+  ``M2 = Σx² - (Σx)²/n``; the relative error of the standard deviation is about 1e-7 · (1 + (mean/std)²);
+- for modules without parameters of their own (activations), ``sum(|sign(x)|)`` counts the non-zeros;
 - saturating modules (sigmoid, tanh, hardtanh, ...) also count outputs within ``eps · (hi - lo)`` of
   either bound; ReLU-family modules keep, per unit (channel), whether it was ever non-zero (for the
   dead-unit rule);
-- with gradients enabled, a tensor hook on the output takes ``||∂L/∂a||_2`` during backward;
+- with gradients enabled, a tensor hook on the output takes ``Σ (∂L/∂a)²`` during backward;
 - on heavy steps, a strided sample of the output is histogrammed in fixed log-spaced bins.
 
 Every other module (containers included) gets a one-kernel finiteness probe (``sum``), so the first
@@ -84,6 +86,22 @@ def primary_output(output: Any) -> torch.Tensor | None:
     return None
 
 
+def default_layers(root: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules whose outputs the monitor summarises by default: leaf modules that own parameters
+    (convolutions, linear layers, norms), activation functions (``torch.nn.modules.activation``), and
+    leaf modules defined outside ``torch.nn``. Pooling, flattening, dropout and identity are left out:
+    their outputs repeat what the statistics of their neighbours already say."""
+    out = []
+    for name, m in root.named_modules():
+        if not name or any(True for _ in m.children()):
+            continue
+        mod = type(m).__module__
+        owns = any(True for _ in m.parameters(recurse=False))
+        if owns or mod == "torch.nn.modules.activation" or not mod.startswith("torch.nn"):
+            out.append((name, m))
+    return out or [(n or "", m) for n, m in root.named_modules() if not any(True for _ in m.children())]
+
+
 def unit_dims(x: torch.Tensor) -> tuple[int, ...]:
     """Dimensions reduced to get one value per unit: all but channels (dim 1), or features (last dim)
     of a ``[B, T, F]`` sequence output."""
@@ -142,6 +160,9 @@ class ActivationTap:
         self.sat_eps = float(sat_eps)
         self.relu = [is_relu_family(m) for m in self._modules]
         self.relu_layers = [i for i, r in enumerate(self.relu) if r]
+        # zeros are counted where they mean something: modules without parameters of their own
+        # (activations and the like); a convolution's or a linear layer's output is never exactly 0
+        self.zeros = [not any(True for _ in m.parameters(recurse=False)) for m in self._modules]
         self.bins: LogBins | None = LogBins(hist_edges) if hist_edges is not None else None
         self.hist_sample = hist_sample
         self.heavy = False
@@ -152,7 +173,14 @@ class ActivationTap:
         self._reset()
 
     # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self._hooks is not None
+
     def open(self) -> None:
+        """Attach the hooks (for the steps that collect activation statistics)."""
+        if self._hooks is not None:
+            return
         hooks = Hooks(self.root)
         hooks.__enter__()
         try:
@@ -165,7 +193,8 @@ class ActivationTap:
             raise
         self._hooks = hooks
 
-    def close(self) -> None:
+    def close(self, *, final: bool = False) -> None:
+        """Remove every hook (dead-unit flags are kept for the window unless ``final``)."""
         hooks, self._hooks = self._hooks, None
         try:
             self._tensor_handles.remove()
@@ -173,14 +202,16 @@ class ActivationTap:
             if hooks is not None:
                 hooks.remove()
         self._reset()
-        self._alive.clear()
+        if final:
+            self._alive.clear()
 
     def _reset(self) -> None:
         self._idx: list[int] = []
         self._n: list[float] = []
-        self._var: list[torch.Tensor] = []
-        self._mean: list[torch.Tensor] = []
-        self._nz: list[torch.Tensor] = []
+        self._s: list[torch.Tensor] = []
+        self._q: list[torch.Tensor] = []
+        self._z_idx: list[int] = []
+        self._z: list[torch.Tensor] = []
         self._sat_idx: list[int] = []
         self._sat: list[torch.Tensor] = []
         self._fwd_seq: list[int] = []  # sequence number of each stats call
@@ -209,20 +240,26 @@ class ActivationTap:
             n = v.numel()
             if n == 0:
                 return
-            var, mean = torch.var_mean(v, correction=0)
+            if not v.is_contiguous():
+                v = v.contiguous()
             self._idx.append(i)
             self._n.append(float(n))
-            self._var.append(var)
-            self._mean.append(mean)
-            self._nz.append(torch.count_nonzero(v))
+            self._s.append(v.sum(dtype=torch.float32))
+            self._q.append(torch.mul(v, v).sum(dtype=torch.float32))
+            if self.zeros[i]:
+                nz = torch.sign(v) if self.relu[i] else torch.sign(v).abs_()
+                self._z_idx.append(len(self._idx) - 1)
+                self._z.append(nz.sum(dtype=torch.float32))
             self._fwd_seq.append(len(self._fwd_names))
             self._fwd_names.append(name)
             bounds = self.sat[i]
             if bounds is not None:
                 lo, hi = bounds
-                tol = self.sat_eps * (hi - lo)
+                mid, half = (hi + lo) / 2, (hi - lo) / 2
+                # |v - mid| >= half - tol  <=>  sign(...) + 1 > 0: counted as 1 (ties included)
+                d = (v - mid).abs_().sub_(half - self.sat_eps * (hi - lo))
                 self._sat_idx.append(len(self._idx) - 1)
-                self._sat.append(((v <= lo + tol) | (v >= hi - tol)).sum())
+                self._sat.append(torch.sign(d).add_(1).sign_().sum(dtype=torch.float32))
             if self.relu[i] and v.dim() >= 1:
                 dims = unit_dims(v)
                 alive = (v.amax(dim=dims) if dims else v) != 0
@@ -243,7 +280,8 @@ class ActivationTap:
     def _on_grad(self, i: int, grad: torch.Tensor) -> None:
         with torch.no_grad():
             self._g_idx.append(i)
-            self._g.append(torch.linalg.vector_norm(grad.detach(), 2, dtype=torch.float32))
+            g = grad.detach()
+            self._g.append(torch.mul(g, g).sum(dtype=torch.float32))
             self._bwd_names.append(self.layers[i])
 
     def _on_probe(self, name: str, module: nn.Module, inputs: Any, output: Any) -> None:
@@ -293,17 +331,21 @@ class ActivationTap:
         if self._idx:
             idx = torch.tensor(self._idx, dtype=torch.long, device=device)
             n = torch.tensor(self._n, dtype=f64, device=device)
-            mean = torch.stack(self._mean).to(device, f64)
-            m2 = torch.stack(self._var).to(device, f64) * n
-            zeros = n - torch.stack(self._nz).to(device, f64)
+            tot = torch.stack(self._s).to(device, f64)
+            sq = torch.stack(self._q).to(device, f64)
+            mean = tot / n
+            m2 = (sq - tot * mean).clamp_min(0.0)
+            zeros = torch.full_like(n, math.nan)
+            if self._z:
+                zi = torch.tensor(self._z_idx, dtype=torch.long, device=device)
+                zeros[zi] = n[zi] - torch.stack(self._z).to(device, f64)
             sat = torch.zeros_like(n)
             if self._sat:
-                sat[torch.tensor(self._sat_idx, dtype=torch.long, device=device)] = torch.stack(self._sat).to(
-                    device, f64
-                )
+                si = torch.tensor(self._sat_idx, dtype=torch.long, device=device)
+                sat[si] = torch.stack(self._sat).to(device, f64)
             act = combine_moments(idx, la, n, mean, m2, sums=torch.stack([zeros, sat], dim=1))
             seq = torch.tensor(self._fwd_seq, dtype=f64, device=device)
-            bad = ~torch.isfinite(mean + m2)
+            bad = ~torch.isfinite(tot + sq)
             fwd_bad = torch.minimum(fwd_bad, torch.where(bad, seq, math.inf).amin().reshape(1))
         if self._probe:
             seq = torch.tensor(self._probe_seq, dtype=f64, device=device)
@@ -316,7 +358,7 @@ class ActivationTap:
             g = torch.stack(self._g).to(device, f64)
             got = torch.zeros(la, dtype=torch.bool, device=device)
             got[gi] = True
-            sq = torch.zeros(la, dtype=f64, device=device).index_add_(0, gi, g.square())
+            sq = torch.zeros(la, dtype=f64, device=device).index_add_(0, gi, g)
             delta_sq = torch.where(got, sq, delta_sq)
             seq = torch.arange(len(self._g), dtype=f64, device=device)
             bwd_bad = torch.where(~torch.isfinite(g), seq, math.inf).amin().reshape(1)

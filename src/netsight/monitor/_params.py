@@ -66,33 +66,37 @@ class ParamStats:
         out = torch.zeros(len(self.layers), dtype=torch.float64, device=self.device)
         return out.index_add_(0, idx, norms.double().square())
 
-    def grads(self) -> torch.Tensor:
+    def grads(self, full: bool = True) -> torch.Tensor:
         """``[L, 4]`` float64: grad_norm, grad_abs_mean, grad_abs_max (NaN for a layer with no grad), and
-        1.0 where the layer had a gradient (0.0 where not)."""
+        1.0 where the layer had a gradient (0.0 where not). ``full=False``: the norm only (one pass over
+        the gradients instead of three), the other two NaN."""
+        n = len(self.layers)
+        f64 = torch.float64
         have = [(i, p.grad) for i, p in enumerate(self.params) if p.grad is not None]
-        out = torch.full((len(self.layers), 3), math.nan, dtype=torch.float64, device=self.device)
+        out = torch.full((n, 3), math.nan, dtype=f64, device=self.device)
         if not have:
-            return torch.cat([out, torch.zeros((len(self.layers), 1), dtype=out.dtype, device=out.device)], 1)
+            return torch.cat([out, torch.zeros((n, 1), dtype=f64, device=self.device)], 1)
         grads = [g for _, g in have]
         if any(g.is_sparse for g in grads):
             grads = [g.coalesce().values() if g.is_sparse else g for g in grads]
         idx = torch.tensor([self._owner_list[i] for i, _ in have], dtype=torch.long, device=self.device)
-        l2 = torch.stack(torch._foreach_norm(grads, 2)).to(self.device)
-        l1 = torch.stack(torch._foreach_norm(grads, 1)).to(self.device)
-        linf = torch.stack(torch._foreach_norm(grads, math.inf)).to(self.device)
-        n = len(self.layers)
         has = torch.zeros(n, dtype=torch.bool, device=self.device)
         has[idx] = True
-        numel = torch.zeros(n, dtype=torch.float64, device=self.device).index_add_(
-            0, idx, torch.tensor([float(g.numel()) for g in grads], dtype=torch.float64, device=self.device)
-        )
-        norm = self._pool_sq(l2, idx).sqrt()
-        abs_mean = torch.zeros(n, dtype=torch.float64, device=self.device).index_add_(0, idx, l1.double())
-        abs_mean = abs_mean / numel
-        mx = torch.full((n,), -math.inf, dtype=torch.float64, device=self.device)
-        mx = mx.scatter_reduce(0, idx, linf.double(), reduce="amax")
-        res = torch.stack([norm, abs_mean, mx], dim=1)
-        return torch.cat([torch.where(has[:, None], res, out), has[:, None].double()], dim=1)
+        l2 = torch.stack(torch._foreach_norm(grads, 2)).to(self.device)
+        cols = [self._pool_sq(l2, idx).sqrt()]
+        if full:
+            l1 = torch.stack(torch._foreach_norm(grads, 1)).to(self.device)
+            linf = torch.stack(torch._foreach_norm(grads, math.inf)).to(self.device)
+            numel = torch.zeros(n, dtype=f64, device=self.device).index_add_(
+                0, idx, torch.tensor([float(g.numel()) for g in grads], dtype=f64, device=self.device)
+            )
+            abs_sum = torch.zeros(n, dtype=f64, device=self.device).index_add_(0, idx, l1.double())
+            mx = torch.full((n,), -math.inf, dtype=f64, device=self.device)
+            cols += [abs_sum / numel, mx.scatter_reduce(0, idx, linf.double(), reduce="amax")]
+        else:
+            cols += [out[:, 1], out[:, 2]]
+        res = torch.where(has[:, None], torch.stack(cols, dim=1), out)
+        return torch.cat([res, has[:, None].double()], dim=1)
 
     def weight_norms(self) -> torch.Tensor:
         """``[L]`` float64 weight norms."""

@@ -13,7 +13,8 @@ update_ratio    ``||w_after - w_before|| / ||w_before||`` across the optimizer s
                 optimizer: between consecutive ``mon.step()`` calls)
 act_mean        mean of the output (pooled over every call of the module in the step)
 act_std         sample standard deviation of the output (n - 1)
-act_zero_frac   fraction of output elements exactly zero
+act_zero_frac   fraction of output elements exactly zero (modules without parameters of their own:
+                activations; NaN for convolutions, linear layers, norms)
 act_sat_frac    fraction of a saturating activation's outputs within ``sat_eps`` of its range from a
                 bound (sigmoid, tanh, hardtanh, ReLU6, ...); NaN for other modules
 delta_norm      ``||∂L/∂a||₂``, the error signal reaching the module's output (``sqrt`` of the sum of
@@ -45,12 +46,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..capture import HandleList, resolve, unwrap
+from ..capture import HandleList, Hooks, resolve, unwrap
 from ..capture._selectors import Layers
 from ..capture.reducers import log_edges
 from ..errors import AlertError, ArgumentError, CaptureError
 from . import _distributed
-from ._activations import ActivationTap
+from ._activations import ActivationTap, default_layers
 from ._histograms import LogBins, histograms
 from ._params import ParamStats
 from .detectors import RULES, Detector, Finding, StepView, check_rule, make_detectors
@@ -84,10 +85,6 @@ class StepRecord:
     written: bool = False
 
 
-def _leaf_modules(root: nn.Module) -> list[tuple[str, nn.Module]]:
-    return resolve(root, None)
-
-
 class Monitor:
     """Watches a model while it trains; create it with :func:`watch`. Context manager; :meth:`close`
     removes every hook and leaves the model exactly as before."""
@@ -100,6 +97,7 @@ class Monitor:
         *,
         layers: Layers = None,
         every: int = 1,
+        stats: Any = 10,
         heavy: Any = "log",
         histograms: bool = True,
         hist_edges: torch.Tensor | None = None,
@@ -112,7 +110,7 @@ class Monitor:
         maps_layers: Layers = None,
         maps_k: int = 16,
         detectors: Mapping[str, Any] | None = None,
-        dead_window: int = 50,
+        dead_window: int = 20,
         sat_eps: float = 0.01,
         raise_on: str | Collection[str] | None = None,
         ring: int = 64,
@@ -130,6 +128,7 @@ class Monitor:
         self.optimizer = optimizer
         self.every = as_schedule(every, "every")
         self.heavy = as_schedule(heavy, "heavy")
+        self.stats = as_schedule(stats, "stats")
         if not isinstance(ring, int) or ring < 0:
             raise ArgumentError(f"ring: expected a non-negative int (steps kept), got {ring!r}.")
         if not isinstance(dead_window, int) or dead_window < 1:
@@ -163,7 +162,7 @@ class Monitor:
 
         self.params = ParamStats(self.root)
         self.device = self.params.device
-        selected = _leaf_modules(self.root) if layers is None else resolve(self.root, layers)
+        selected = default_layers(self.root) if layers is None else resolve(self.root, layers)
         self.tap: ActivationTap | None = None
         if activations:
             self.tap = ActivationTap(
@@ -199,6 +198,11 @@ class Monitor:
         self._pending: deque[tuple[dict[str, Any], torch.Tensor, Any]] = deque()
         self._tree_logged = False
         self._open = False
+        self.nan_origin = bool(nan_origin)
+        self._root_hooks: Hooks | None = None
+        self._last_input: tuple[Any, Any] | None = None
+        self._origin: str | None = None
+        self._tapped_steps = 0
         self._start()
         if serve:
             self._serve()
@@ -224,15 +228,15 @@ class Monitor:
 
     def _start(self) -> None:
         try:
-            if self.tap is not None:
-                self.tap.heavy = self.heavy(self.start_step)
-                self.tap.open()
+            self._arm_tap(self.start_step)
             if self.optimizer is not None:
                 self._handles.add(self.optimizer.register_step_pre_hook(self._pre_hook))
                 self._handles.add(self.optimizer.register_step_post_hook(self._post_hook))
-            if self.update_ratio and self.optimizer is None:
-                self.params.snapshot()
-                self._prev_wn = self.params.weight_norms()
+            if self.nan_origin:
+                # the latest input, by reference, so a non-finite step can be replayed to find the origin
+                self._root_hooks = Hooks(self.root)
+                self._root_hooks.__enter__()
+                self._root_hooks.forward_pre(self.root, self._keep_input, with_kwargs=True)
         except BaseException:
             self._remove_hooks()
             raise
@@ -266,8 +270,14 @@ class Monitor:
         try:
             self._handles.remove()
         finally:
-            if self.tap is not None:
-                self.tap.close()
+            try:
+                if self._root_hooks is not None:
+                    self._root_hooks.remove()
+            finally:
+                self._root_hooks = None
+                self._last_input = None
+                if self.tap is not None:
+                    self.tap.close(final=True)
 
     def close(self) -> None:
         """Write what is pending, remove every hook; the model is left exactly as before."""
@@ -293,13 +303,74 @@ class Monitor:
     def _post_hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._collect()
 
+    def _full(self, step: int) -> bool:
+        """Whether ``step`` collects everything (activations, weights, update) or gradient norms only."""
+        return bool(self.stats(step)) or (self.histograms and bool(self.heavy(step)))
+
+    def _arm_tap(self, step: int) -> None:
+        """Attach the activation hooks for ``step`` if it collects them, detach them otherwise."""
+        if self.tap is None:
+            return
+        if self._full(step):
+            self.tap.heavy = self.histograms and bool(self.heavy(step))
+            self.tap.open()
+        elif self.tap.is_open:
+            self.tap.close()
+
+    def _keep_input(self, module: nn.Module, args: Any, kwargs: Any) -> None:
+        if torch.is_grad_enabled():
+            self._last_input = (args, kwargs)
+
+    def _replay(self) -> str | None:
+        """Run the latest input again (no gradients, same RNG, buffers restored) with a capture of every
+        module, and name the first, in forward order, whose output holds NaN/Inf."""
+        from ..capture import capture
+
+        if self._last_input is None:
+            return None
+        args, kwargs = self._last_input
+        buffers = [b.detach().clone() for b in self.root.buffers()]
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with (
+                torch.random.fork_rng(devices=devices),
+                torch.no_grad(),
+                capture(self.root, layers=lambda n, m: True, reduce="stats") as cap,
+            ):
+                out = self.root(*args, **kwargs)
+        finally:
+            with torch.no_grad():
+                for b, old in zip(self.root.buffers(), buffers):
+                    b.copy_(old)
+        labels, table = cap.stacked("stats")
+        if len(labels):
+            bad = (table[:, 7] + table[:, 8] > 0).cpu()
+            for label, flag in zip(labels, bad.tolist()):
+                if flag:
+                    return label.split("[", 1)[0]
+        from ._activations import primary_output
+
+        y = primary_output(out)
+        if y is not None and not bool(torch.isfinite(y).all()):
+            return "<root>"
+        return None
+
     def _before_update(self) -> None:
+        step = self.start_step + self.step_count
+        full = self._full(step)
         with torch.no_grad():
-            self._grads = self.params.grads()
-            self._wn = self.params.weight_norms()
-            if self.update_ratio and self.optimizer is not None:
+            self._grads = self.params.grads(full)
+            self._wn = self.params.weight_norms() if full else None
+            if full and self.update_ratio and self.optimizer is not None:
                 self.params.snapshot()
-            heavy = self.histograms and self.heavy(self.start_step + self.step_count)
+            self._origin = None
+            tapped = self.tap is not None and self.tap.is_open
+            if self.nan_origin and not tapped and len(self.params):
+                g = self._grads
+                # one host read per step (a sync on accelerators); the replay runs only when it fires
+                if bool(((g[:, 3] > 0) & ~torch.isfinite(g[:, 0])).any()):
+                    self._origin = self._replay()
+            heavy = self.histograms and self.heavy(step)
             self._phist = {}
             if heavy:
                 p = self.params
@@ -330,37 +401,42 @@ class Monitor:
 
     def _before_update_manual(self) -> None:
         # without an optimizer: gradients and weights now; the update is against the previous call
-        prev_wn = self._prev_wn
+        self._wn_for_update = self._prev_wn
         self._before_update()
-        self._prev_wn = self._wn
-        self._wn_for_update = prev_wn
 
     _wn_for_update: torch.Tensor | None = None
 
     def _collect(self) -> None:
         step = self.start_step + self.step_count
         heavy = self.heavy(step)
+        full = self._full(step)
         with torch.no_grad():
             dev = self.device
             lp = len(self.params)
-            grads = self._grads if self._grads is not None else self.params.grads()
-            wn = self._wn if self._wn is not None else self.params.weight_norms()
-            if self.update_ratio:
+            nan = torch.full((lp,), math.nan, dtype=torch.float64, device=dev)
+            grads = self._grads if self._grads is not None else self.params.grads(full)
+            wn = self._wn if self._wn is not None else nan
+            upd = nan
+            if full and self.update_ratio and (self.optimizer is not None or self._wn_for_update is not None):
                 ref = wn if self.optimizer is not None else self._wn_for_update
-                upd = self.params.updates(ref)
-                if self.optimizer is None:
-                    self.params.snapshot()
+                if self.params.has_snapshot:
+                    upd = self.params.updates(ref)
+            if self.optimizer is None and self.update_ratio and self._full(step + 1):
+                self.params.snapshot()  # the next step's update is measured against these weights
+                self._prev_wn = wn if full else self.params.weight_norms()
             else:
-                upd = torch.full((lp,), math.nan, dtype=torch.float64, device=dev)
+                self._prev_wn = None
             parts = [grads.reshape(-1), wn, upd]
-            meta: dict[str, Any] = {"step": step, "heavy": heavy, "lp": lp}
-            if self.tap is not None:
+            meta: dict[str, Any] = {"step": step, "heavy": heavy, "lp": lp, "origin": self._origin}
+            self._origin = None
+            if self.tap is not None and self.tap.is_open:
+                self._tapped_steps += 1
                 ts = self.tap.take(dev)
                 if self.world > 1 and self.distributed == "reduce":
                     ts = _distributed.reduce_tap(ts, self.world)
                 la = len(self.tap.layers)
                 dead = torch.full((la,), math.nan, dtype=torch.float64, device=dev)
-                if (self.step_count + 1) % self.dead_window == 0:
+                if self._tapped_steps % self.dead_window == 0:
                     dead, flat = self.tap.dead_fractions(dev)
                     if self.world > 1 and self.distributed == "reduce":
                         flat = _distributed.all_reduce_max(flat)
@@ -389,8 +465,7 @@ class Monitor:
             else:
                 host, event = flat.cpu(), None
         self.step_count += 1
-        if self.tap is not None:
-            self.tap.heavy = self.histograms and self.heavy(self.start_step + self.step_count)
+        self._arm_tap(self.start_step + self.step_count)
         self._pending.append((meta, host, event))
         self._drain(all_pending=event is None)
         if heavy and self.probe is not None and self.run is not None:
@@ -422,10 +497,11 @@ class Monitor:
         values[self._p_rows, 4] = upd
         has_grad = np.zeros(len(self.layers), dtype=bool)
         has_grad[self._p_rows] = g[:, 3] > 0
-        fwd_origin = bwd_origin = None
+        fwd_origin = meta.get("origin")
+        bwd_origin = None
         hists: dict[str, tuple[list[str], np.ndarray]] = {}
         bins = self.edges.numel() + 1
-        if self.tap is not None:
+        if "la" in meta:
             la = meta["la"]
             act = v[off : off + la * 5].reshape(la, 5)
             off += la * 5
@@ -454,6 +530,7 @@ class Monitor:
             if np.isfinite(bb):
                 bwd_origin = meta["bwd_names"][int(bb)]
             if meta["act_hist"]:
+                assert self.tap is not None
                 hists["activation"] = (list(self.tap.layers), v[off : off + la * bins].reshape(la, bins))
                 off += la * bins
             if meta.get("tree"):
@@ -603,7 +680,8 @@ def watch(
         run: a run from :func:`netsight.open_run`, a store directory (a run is opened there), or
             ``None`` (statistics and alerts are kept on the monitor only: ``mon.last``, ``mon.alerts``).
         layers: modules whose outputs get activation statistics and δ (selector as in ``ns.capture``);
-            default every leaf module. Parameter statistics cover every module owning parameters.
+            default: parameterised leaves, activation functions and custom leaf modules (not pooling,
+            flatten, dropout). Parameter statistics cover every module owning parameters.
         every: write every n-th step (default 1); the others wait in the ring buffer.
         heavy: schedule of histograms and activation maps: ``"log"`` (default), ``"always"``, an int,
             ``"never"``, or ``step -> bool``.

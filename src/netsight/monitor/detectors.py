@@ -140,6 +140,19 @@ class _History:
         return past
 
 
+def _median_rows(a: np.ndarray) -> np.ndarray:
+    """Column medians of ``a`` ignoring non-finite values (NaN where a column has none); fast for the
+    few rows the rules use, without numpy's masked-array path."""
+    if a.shape[0] == 0:
+        return np.full(a.shape[1:], np.nan)
+    b = np.sort(np.where(np.isfinite(a), a, np.inf), axis=0)
+    n = np.isfinite(a).sum(axis=0)
+    lo = np.take_along_axis(b, np.clip((n - 1) // 2, 0, None)[None, :], axis=0)[0]
+    hi = np.take_along_axis(b, np.clip(n // 2, 0, None)[None, :], axis=0)[0]
+    with np.errstate(all="ignore"):
+        return np.where(n > 0, (lo + hi) / 2, np.nan)
+
+
 def _positive(name: str, value: float) -> float:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise ArgumentError(f"{name}: expected a positive number, got {value!r}.")
@@ -165,7 +178,7 @@ class Vanishing:
         if not has.any():
             return out
         rms = np.where(has, g / np.sqrt(np.maximum(view.numel, 1)), np.nan)
-        ref = float(np.nanmedian(rms[has]))
+        ref = float(np.median(rms[has]))
         peak = None
         if len(past) >= 10:
             with warnings.catch_warnings():
@@ -213,18 +226,19 @@ class Exploding:
         out: list[Finding] = []
         if len(past) < self.min_history:
             return out
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, which is skipped
-            med = np.nanmedian(np.where(np.isfinite(past), past, np.nan), axis=0)
-            first = np.nanmedian(np.where(np.isfinite(past[:5]), past[:5], np.nan), axis=0)
-            recent = np.vstack([past[-4:], g[None, :]])
-            last = np.nanmedian(np.where(np.isfinite(recent), recent, np.nan), axis=0)
+        valid = np.isfinite(past).sum(axis=0)
+        with np.errstate(all="ignore"):
+            med = _median_rows(past)
+            jumped_all = (valid >= self.min_history) & (med > 0) & (g > self.jump * med)
+            first = _median_rows(past[:5])
+            last = _median_rows(np.vstack([past[-4:], g[None, :]]))
+            grew_all = (first > 0) & (last > self.growth * first)
         for i, name in enumerate(view.layers):
-            if not np.isfinite(g[i]) or not np.isfinite(med[i]) or med[i] <= 0:
+            if not np.isfinite(g[i]):
                 continue
-            jumped = g[i] > self.jump * med[i]
-            grew = np.isfinite(first[i]) and first[i] > 0 and last[i] > self.growth * first[i]
-            if self.latch.update(name, bool(jumped or grew)):
+            jumped = bool(jumped_all[i])
+            grew = bool(grew_all[i])
+            if self.latch.update(name, jumped or grew):
                 if jumped:
                     msg = (
                         f"exploding gradient in {name!r} at step {view.step}: gradient norm {g[i]:.3g} is "

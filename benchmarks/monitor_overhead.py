@@ -1,0 +1,209 @@
+"""Overhead of ``ns.watch`` on a training step, side by side with the bare step and the usual recipes.
+
+Variants, each timed on the same model, interleaved in random order within every repeat, medians
+reported as ratios against the bare step timed in the same run:
+
+- ``bare``            forward, backward, optimizer step
+- ``watch``           ``ns.watch(model, optimizer=opt, run=run)`` with defaults (statistics every step,
+                      histograms on the logarithmic schedule, written to a real run store)
+- ``watch_all``       ``heavy="always"``: weight, gradient and activation histograms every step too
+- ``tb_histograms``   TensorBoard ``add_histogram`` of every gradient every step
+- ``item_recipe``     the forum's ``plot_grad_flow`` recipe: mean and max |grad| per parameter with
+                      ``.item()`` each
+
+Usage::
+
+    python benchmarks/monitor_overhead.py                          # CPU: small CNN and ResNet-18
+    python benchmarks/monitor_overhead.py --device cuda --model resnet50 --batch 64 --size 224
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import netsight as ns
+
+
+class SmallCNN(nn.Module):
+    """The MNIST-sized CNN of the tests: two conv-bn-relu blocks, pooling, a linear classifier."""
+
+    def __init__(self, in_ch: int = 1, classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_ch, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def build(
+    name: str, batch: int, size: int, device: torch.device
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    if name == "cnn":
+        model: nn.Module = SmallCNN()
+        x = torch.randn(batch, 1, 28, 28)
+    else:
+        import torchvision
+
+        model = getattr(torchvision.models, name)(weights=None)
+        x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 10, (batch,))
+    return model.to(device).train(), x.to(device), y.to(device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", action="append", help="cnn, resnet18, resnet50 (repeatable)")
+    ap.add_argument("--batch", type=int, default=None, help="default: 32 for cnn, 8 for ResNets")
+    ap.add_argument("--size", type=int, default=112, help="ResNet input size")
+    ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--variants", default="bare,watch,watch_all,tb_histograms,item_recipe")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    variants = args.variants.split(",")
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    )
+    for name in args.model or ["cnn", "resnet18"]:
+        batch = args.batch or (32 if name == "cnn" else 8)
+        run_model(
+            name,
+            batch=batch,
+            size=args.size,
+            device=device,
+            variants=variants,
+            steps=args.steps,
+            repeats=args.repeats,
+        )
+
+
+def run_model(
+    name: str, *, batch: int, size: int, device: torch.device, variants: list[str], steps: int, repeats: int
+) -> None:
+    model, x, y = build(name, batch, size, device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    tmp = tempfile.TemporaryDirectory()
+    run = ns.open_run(tmp.name, name=f"bench-{name}")
+
+    def train_step() -> None:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        opt.step()
+
+    step_no = [0]
+
+    @contextlib.contextmanager
+    def bare() -> Iterator[Callable[[], None]]:
+        yield lambda: None
+
+    @contextlib.contextmanager
+    def watch(**kw: object) -> Iterator[Callable[[], None]]:
+        with ns.watch(model, optimizer=opt, run=run, start_step=step_no[0], **kw) as mon:
+            yield lambda: None
+        step_no[0] += mon.step_count
+
+    @contextlib.contextmanager
+    def tb() -> Iterator[Callable[[], None]]:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(tempfile.mkdtemp())
+
+        def after() -> None:
+            for n, p in model.named_parameters():
+                if p.grad is not None:
+                    writer.add_histogram(f"grad/{n}", p.grad, step_no[0])
+            step_no[0] += 1
+
+        try:
+            yield after
+        finally:
+            writer.close()
+
+    @contextlib.contextmanager
+    def item() -> Iterator[Callable[[], None]]:
+        ave: list[float] = []
+        mx: list[float] = []
+
+        def after() -> None:
+            ave.clear()
+            mx.clear()
+            for _, p in model.named_parameters():
+                if p.requires_grad and p.grad is not None:
+                    ave.append(p.grad.abs().mean().item())
+                    mx.append(p.grad.abs().max().item())
+
+        yield after
+
+    makers: dict[str, Callable[[], contextlib.AbstractContextManager[Callable[[], None]]]] = {
+        "bare": bare,
+        "watch": watch,
+        "watch_all": lambda: watch(heavy="always"),
+        "tb_histograms": tb,
+        "item_recipe": item,
+    }
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(2):  # warm up every variant
+        for v in variants:
+            with makers[v]() as after:
+                train_step()
+                after()
+    sync(device)
+    for _ in range(repeats):
+        order = list(variants)
+        random.shuffle(order)
+        for v in order:
+            with makers[v]() as after:
+                train_step()  # first step in the block untimed (hooks, buffers, tree)
+                after()
+                sync(device)
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    train_step()
+                    after()
+                sync(device)
+                times[v].append((time.perf_counter() - t0) / steps)
+    run.close()
+    tmp.cleanup()
+    base = statistics.median(times["bare"]) if "bare" in times else float("nan")
+    print(f"\n## {name}, batch {batch}" + (f", {size}x{size}" if name != "cnn" else ", 28x28"))
+    print(f"{'variant':<15} {'ms/step':>9} {'ratio':>7}")
+    for v in variants:
+        med = statistics.median(times[v])
+        print(f"{v:<15} {med * 1e3:9.2f} {med / base:7.3f}")
+
+
+if __name__ == "__main__":
+    main()
