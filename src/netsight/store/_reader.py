@@ -349,8 +349,11 @@ class RunReader:
                     steps, mat = _group(steps, mat, max_steps, agg)
             else:
                 steps, mat = self._level_matrix(conn, mid, k, lo, hi, n_all, agg)
-        values = mat[:, idx].T.astype(np.float64) if mat.shape[0] else np.zeros((len(names), 0))
-        return names, steps, np.ascontiguousarray(values)
+        if mat.shape[0] == 0:
+            return names, steps, np.zeros((len(names), 0))
+        if idx.shape[0] == mat.shape[1] and np.array_equal(idx, np.arange(mat.shape[1])):
+            return names, steps, np.array(mat.T, dtype=np.float64, order="C")  # one pass
+        return names, steps, np.array(mat[:, idx].T, dtype=np.float64, order="C")
 
     def _level_matrix(  # noqa: PLR0917 - private helper of layer_matrix
         self, conn: sqlite3.Connection, mid: int, k: int, lo: int, hi: int, n_all: int, agg: str
@@ -747,7 +750,7 @@ def _blobs(blobs: list[bytes], n: int, dtype: type[np.generic], fill: float) -> 
     """Stack per-row vectors of possibly different lengths (layers added later) into ``[rows, n]``."""
     size = np.dtype(dtype).itemsize
     if all(len(b) == n * size for b in blobs):
-        return np.frombuffer(b"".join(blobs), dtype).reshape(len(blobs), n).copy()
+        return np.frombuffer(b"".join(blobs), dtype).reshape(len(blobs), n)  # read-only view
     out = np.full((len(blobs), n), fill, dtype)
     for i, b in enumerate(blobs):
         v = np.frombuffer(b, dtype)
