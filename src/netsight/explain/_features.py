@@ -35,6 +35,7 @@ from ._common import (
     chunk_size,
     logits,
     prepare_target,
+    probe,
     resolve_chunk,
     score,
     with_target,
@@ -324,9 +325,23 @@ def reference_scores(
     return s, (classes if isinstance(t, torch.Tensor) else t)
 
 
+_CPU_WORKING_SET = 16 << 20  # bytes of activations per chunk that small models may grow to on the CPU
+_CPU_SMALL_MAX_CHUNK = 8192
+
+
 def rows_per_chunk(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> int:
-    """Items one forward may hold for inputs like ``x`` (sized to free memory; ``max_batch`` caps it)."""
-    return chunk_size(model, x[:1], max_batch=max_batch, backward=False)
+    """Items one forward may hold for inputs like ``x`` (sized to free memory; ``max_batch`` caps it).
+
+    On the CPU the shared sizing stops at a few hundred items, which suits convolutional networks; the
+    thousands of perturbed copies of a tabular row or a short text through a small model are instead
+    dominated by the cost of each call, so chunks grow while one chunk's activations fit a small
+    working set (:data:`_CPU_WORKING_SET`).
+    """
+    n = chunk_size(model, x[:1], max_batch=max_batch, backward=False)
+    if x.device.type == "cpu" and max_batch is None:
+        item = probe(model, x[:1]).leaf_bytes + x[:1].numel() * x.element_size()
+        n = max(n, min(_CPU_SMALL_MAX_CHUNK, _CPU_WORKING_SET // max(item, 1)))
+    return n
 
 
 def masked_forwards(
@@ -383,18 +398,29 @@ def coalition_scores(
     n, m = z.shape
     b, k = fill.shape[0], fill.shape[1]
     zx = torch.cat([z.to(x.device, torch.bool), torch.ones(n, 1, dtype=torch.bool, device=x.device)], dim=1)
-    lab = torch.where(labels < 0, m, labels)  # [B, *S], fixed elements read the always-on column
-    per_row = b * k
+    lab = torch.where(labels < 0, m, labels)  # [B, *S'], fixed elements read the always-on column
+    flat_lab = lab.flatten(1)  # [B, P]
+    per_row = b * k  # items per coalition
 
-    flat_lab = lab.flatten(1)  # [B or 1, prod(S')]
+    if per_row <= chunk:  # whole coalitions per chunk: broadcast, no per-item gathers
+        owner = torch.arange(b, device=x.device).repeat_interleave(k)  # [B*K]
 
-    def build(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def build(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            keep = zx[rows][:, flat_lab].view(rows.shape[0], b, 1, *lab.shape[1:])  # [r, B, 1, *S']
+            pert = torch.where(keep, x[None, :, None], fill[None])  # [r, B, K, *S]
+            return pert.flatten(0, 2), owner.repeat(rows.shape[0])
+
+        flat: torch.Tensor = masked_forwards(
+            model, build, n, target, chunk=chunk // per_row, device=x.device, progress=progress, desc=desc
+        )
+        return flat.view(n, b, k).mean(dim=2)
+
+    def build_items(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # a coalition spans chunks
         row, sample, bg = ids // per_row, (ids // k) % b, ids % k
-        keep = zx[row[:, None], flat_lab[sample if flat_lab.shape[0] > 1 else 0]]
-        keep = keep.view(ids.shape[0], *lab.shape[1:])  # [m, *S'], broadcast over shared dimensions
+        keep = zx[row[:, None], flat_lab[sample]].view(ids.shape[0], *lab.shape[1:])  # [m, *S']
         return torch.where(keep, x[sample], fill[sample, bg]), sample
 
-    flat: torch.Tensor = masked_forwards(
-        model, build, n * per_row, target, chunk=chunk, device=x.device, progress=progress, desc=desc
+    flat = masked_forwards(
+        model, build_items, n * per_row, target, chunk=chunk, device=x.device, progress=progress, desc=desc
     )
     return flat.view(n, b, k).mean(dim=2)
