@@ -274,12 +274,14 @@ def test_linear_model_effects_are_recovered(method: str) -> None:
     assert (ex.attributions - want).abs().max().item() <= 1e-6
 
 
-def test_kernel_shap_averages_over_a_background() -> None:
+@pytest.mark.parametrize("method", ["lime", "kernel_shap"])
+def test_a_background_averages_the_switched_off_values(method: str) -> None:
     f = 6
     model = nn.Linear(f, 1).double()
     x = torch.randn(2, f, dtype=torch.float64)
     background = torch.randn(5, f, dtype=torch.float64)
-    ex = ns.explain(model, x, target=0, method="kernel_shap", background=background)
+    opts = {"alpha": 0.0, "n_samples": 200} if method == "lime" else {}
+    ex = ns.explain(model, x, target=0, method=method, background=background, **opts)
     want = model.weight[0].detach() * (x - background.mean(0))
     assert (ex.attributions - want).abs().max().item() <= 1e-6
 
@@ -423,3 +425,47 @@ def test_methods_leave_a_training_model_as_it_was(untouched) -> None:
         u.check()
     assert model.training
     assert not model.features[0].weight.requires_grad
+
+
+class Boom(RuntimeError):
+    pass
+
+
+class RaisesAfter(nn.Module):
+    """Raises inside forward once ``calls`` forwards have run (so it fails mid-way through the passes)."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.calls = calls
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls -= 1
+        if self.calls < 0:
+            raise Boom("raised inside forward")
+        return self.net(x)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "rise", "lime", "kernel_shap"])
+def test_a_forward_that_raises_mid_way_leaves_the_model_as_it_was(method: str, untouched) -> None:
+    model = RaisesAfter(calls=2)
+    u = untouched(model)
+    x = torch.rand(2, 3, 8, 8)
+    opts = {"max_batch": 4} | ({"features": "grid", "grid": 2} if method in ("lime", "kernel_shap") else {})
+    with pytest.raises(Boom):
+        ns.explain(model, x, target=1, method=method, **opts)
+    u.check()
+
+
+def test_a_callable_target_is_scored_as_given() -> None:
+    model = _mlp(5)
+    x = torch.randn(3, 5)
+    ex = ns.explain(model, x, target=lambda out: out[:, 0] - out[:, 2], method="kernel_shap")
+    with torch.no_grad():
+        gap = (model(x)[:, 0] - model(x)[:, 2]) - (
+            model(torch.zeros(1, 5))[:, 0] - model(torch.zeros(1, 5))[:, 2]
+        )
+    assert ex.target is None
+    torch.testing.assert_close(ex.attributions.sum(1), gap, atol=1e-5, rtol=0)
