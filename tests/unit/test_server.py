@@ -164,6 +164,22 @@ def test_layer_filter_by_glob_and_sort_by_magnitude(client: TestClient) -> None:
     assert bad.status_code == 422
 
 
+def test_layer_matrix_nonempty_drops_layers_without_values(tmp_path: Path) -> None:
+    import netsight as ns
+
+    with ns.open_run(tmp_path, name="gaps") as run:
+        for step in range(5):
+            row = np.array([[1.0 + step], [np.nan], [2.0]])
+            run.log_layers(step, ["conv", "relu", "fc"], ["grad_norm"], row)
+    c = TestClient(create_app(tmp_path), base_url="http://127.0.0.1")
+    full = c.get("/api/layer_matrix", params={"run": "gaps", "metric": "grad_norm"}).json()
+    assert full["names"] == ["conv", "relu", "fc"]
+    assert np.isnan(matrix(full)[1]).all()
+    kept = c.get("/api/layer_matrix", params={"run": "gaps", "metric": "grad_norm", "nonempty": True}).json()
+    assert kept["names"] == ["conv", "fc"]
+    np.testing.assert_array_equal(matrix(kept), [[1, 2, 3, 4, 5], [2, 2, 2, 2, 2]])
+
+
 def test_layer_series_and_step_values(client: TestClient) -> None:
     body = client.get(
         "/api/layer_series", params={"run": "mnist", "metric": "delta_norm", "layer": "features.1"}

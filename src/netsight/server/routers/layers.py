@@ -63,13 +63,15 @@ def layer_matrix(
     start: int | None = None,
     end: int | None = None,
     agg: Literal["max", "mean", "last", "min"] = "max",
+    nonempty: bool = False,
     format: Literal["json", "bin"] = "json",  # noqa: A002
 ) -> dict[str, Any] | Response:
     """``metric`` for every (filtered) layer x step, downsampled to ``max_steps`` columns.
 
     JSON: ``values_f32`` is base64 of a C-ordered little-endian float32 array of ``shape``
     [layers, steps] (NaN = not logged); ``positive_min``/``min``/``max`` bound the finite values for the
-    colour scale. ``format=bin``: the same fields, with the matrix as raw float32 after them (see
+    colour scale. ``nonempty``: leave out layers with no finite value in the range. ``format=bin``: the
+    same fields, with the matrix as raw float32 after them (see
     :func:`netsight.server._data.matrix_bytes`), which is what the page asks for.
     """
     r = access.run(run)
@@ -83,6 +85,11 @@ def layer_matrix(
         )
         names = list(names)
         values = np.asarray(raw, dtype=np.float32).reshape(len(names), len(steps))
+        if nonempty and names:  # drop the layers without a value in range (e.g. no parameters, no gradient)
+            keep = np.isfinite(values).any(axis=1)
+            if not keep.all():
+                values = values[keep]
+                names = [n for n, k in zip(names, keep.tolist()) if k]
         if sort not in ("order", ""):
             order = _data.order_rows(names, values, sort)
             values = values[order]

@@ -95,17 +95,24 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
       function fetchMatrix() {
         // no more columns than the plot has pixels (the server downsamples, keeping the extremes)
         const columns = Math.max(100, Math.min(2000, Math.round((heat.clientWidth || 1200) - 190)));
-        return getMatrix({ run: ctx.run, metric: st.metric, filter: st.filter, sort: st.sort, max_steps: columns });
+        return getMatrix({
+          run: ctx.run,
+          metric: st.metric,
+          filter: st.filter,
+          sort: st.sort,
+          max_steps: columns,
+          nonempty: 1,
+        });
       }
 
       async function drawHeatmap(m) {
         st.names = m.names;
         st.steps = m.steps;
         layerSel.replaceChildren(...m.names.map((n) => el("option", { value: n, text: n, selected: n === st.layer })));
-        note.textContent = `${m.names.length} of ${m.total_layers} layers, ${m.steps.length} columns`;
+        note.textContent = `${m.names.length} of ${m.total_layers} layers with values, ${m.steps.length} columns`;
         if (!m.names.length || !m.steps.length) {
           purge(heat);
-          heat.replaceChildren(empty(m.names.length ? "No steps logged yet." : "No layer matches this filter."));
+          heat.replaceChildren(empty(m.names.length ? "No steps logged yet." : "No layer with values matches this filter."));
           return false;
         }
         heat.querySelectorAll(".empty").forEach((n) => n.remove());
