@@ -89,7 +89,7 @@ def layer_matrix(
             keep = np.isfinite(values).any(axis=1)
             if not keep.all():
                 values = values[keep]
-                names = [n for n, k in zip(names, keep.tolist()) if k]
+                names = [names[i] for i in np.flatnonzero(keep).tolist()]
         if sort not in ("order", ""):
             order = _data.order_rows(names, values, sort)
             values = values[order]
