@@ -42,9 +42,9 @@ def residual_attention(a: torch.Tensor, residual: float = 0.5) -> torch.Tensor:
             f"maps: rollout needs square self-attention maps [.., T, T], got {tuple(a.shape)} "
             "(cross-attention?). Select self-attention layers with layers=..."
         )
-    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-    out = (1.0 - residual) * a + residual * eye
-    return out / out.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(out.dtype).tiny)
+    out = a * (1.0 - residual)  # one new [.., T, T] tensor, then in place: no identity matrix is formed
+    out.diagonal(dim1=-2, dim2=-1).add_(residual)
+    return out.div_(out.sum(dim=-1, keepdim=True).clamp_min_(torch.finfo(out.dtype).tiny))
 
 
 class Rollout:
@@ -58,7 +58,11 @@ class Rollout:
     def add(self, a: torch.Tensor) -> None:
         """Fold in the next layer's map, ``[B, H, T, T]`` (heads averaged) or ``[B, T, T]``."""
         hat = residual_attention(_head_mean(a).float(), self.residual)
-        self._r = hat if self._r is None else torch.bmm(hat, self._r)
+        if self._r is None:
+            self._r = hat
+        else:
+            self._r = torch.bmm(hat, self._r)
+            del hat
         self.layers += 1
 
     @property
