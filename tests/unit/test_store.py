@@ -440,3 +440,27 @@ def test_change_log_is_pruned_and_old_cursors_get_everything(tmp_path: Path, mon
     assert last == new_cursor
     assert not fresh["changed"]
     assert not fresh["reset"]
+
+
+def test_cached_level_chunks_follow_rewritten_rows(tmp_path: Path) -> None:
+    """A resumed run rewrites the buckets that close() had written early; a reader that cached them
+    (the same RunReader object) must see the new values."""
+    rng = np.random.default_rng(5)
+    # level 4 (16 steps) is chosen; buckets are cached 256 at a time, so bucket 255 (steps 4080..4095) is
+    # the last of the first chunk: close() at step 4090 writes it early, the resumed run rewrites it while
+    # every new bucket lands in the next chunk (the first chunk's row count does not change)
+    n, cut, names = 4200, 4091, ["a", "b", "c"]
+    raw = rng.standard_normal((n, 3)).astype(np.float32)
+    with ns.open_run(tmp_path, name="c") as run:
+        _write_layers(run, raw[:cut], np.arange(cut), names)
+    r = store.open(tmp_path).run("c")
+    for agg in ("max", "mean"):
+        r.layer_matrix("m", max_steps=300, agg=agg)  # fills the cache
+    raw[cut:] += 10.0  # later steps are larger: the partly-filled buckets of close() must change
+    with ns.open_run(tmp_path, name="c", resume=True) as run:
+        _write_layers(run, raw[cut:], np.arange(cut, n), names)
+    for agg in ("max", "mean"):
+        _, cols, mat = r.layer_matrix("m", max_steps=300, agg=agg)
+        assert cols[1] - cols[0] == 16
+        want = _column_oracle(np.arange(n), raw.astype(np.float64), cols, n - 1, agg)
+        np.testing.assert_allclose(mat, want, rtol=1e-5, atol=1e-5)

@@ -15,6 +15,7 @@ import os
 import sqlite3
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,8 @@ __all__ = ["RunReader", "Store", "open"]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 _AGGS = ("max", "mean", "last", "min")
+_CHUNK = 8  # coarse-level buckets are decoded and cached 256 at a time
+_CACHE_BYTES = 128 * 2**20  # per run reader
 
 
 def open(store_dir: str | os.PathLike[str] = "netsight-runs") -> Store:  # noqa: A001 - the contract's name
@@ -129,6 +132,11 @@ class RunReader:
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        #: decoded coarse-level chunks: key -> (fingerprint, buckets, first steps, values)
+        self._cache: OrderedDict[tuple[int, int, str, int], tuple[tuple[int, int, int], I64, I64, Any]] = (
+            OrderedDict()
+        )
+        self._cache_bytes = 0
         self._conn()  # fail now, clearly, on a bad file
 
     # ---------------------------------------------------------------------------------- plumbing
@@ -359,14 +367,9 @@ class RunReader:
         self, conn: sqlite3.Connection, mid: int, k: int, lo: int, hi: int, n_all: int, agg: str
     ) -> tuple[I64, npt.NDArray[np.float32]]:
         b_lo, b_hi = (lo + (1 << k) - 1) >> k, ((hi + 1) >> k) - 1
-        cols = {"max": "mx", "min": "mn", "last": "last", "mean": "sm, cnt"}[agg]
-        rows = conn.execute(
-            f"SELECT bucket, first_step, {cols} FROM layer_levels WHERE metric_id = ? AND level = ? "  # noqa: S608
-            "AND bucket BETWEEN ? AND ? ORDER BY bucket",
-            (mid, k, b_lo, b_hi),
-        ).fetchall()
+        buckets, first, block = self._level_blocks(conn, mid, k, b_lo, b_hi, n_all, agg)
         head_end = min(b_lo << k, hi + 1)
-        tail_start = max(((rows[-1][0] + 1) << k) if rows else head_end, head_end)
+        tail_start = max((int(buckets[-1]) + 1) << k if buckets.shape[0] else head_end, head_end)
         parts_s: list[I64] = []
         parts_v: list[npt.NDArray[np.float32]] = []
         hs, hm = _raw_layers(conn, mid, lo, head_end - 1, n_all)
@@ -374,17 +377,9 @@ class RunReader:
             s1, v1 = _group(hs, hm, 1, agg)
             parts_s.append(s1)
             parts_v.append(v1)
-        if rows:
-            steps = np.fromiter((r[1] for r in rows), np.int64, len(rows))
-            if agg == "mean":
-                sm = _blobs([r[2] for r in rows], n_all, np.float32, 0.0)
-                cnt = _blobs([r[3] for r in rows], n_all, np.uint32, 0).astype(np.float32)
-                mat = np.full(sm.shape, np.nan, np.float32)
-                np.divide(sm, cnt, out=mat, where=cnt > 0)
-            else:
-                mat = _blobs([r[2] for r in rows], n_all, np.float32, np.nan)
-            parts_s.append(steps)
-            parts_v.append(mat)
+        if buckets.shape[0]:
+            parts_s.append(first)
+            parts_v.append(block)
         ts, tm = _raw_layers(conn, mid, tail_start, hi, n_all)
         if ts.shape[0]:
             s1, v1 = _group(ts, tm, 1, agg)
@@ -393,6 +388,64 @@ class RunReader:
         if not parts_s:
             return np.zeros(0, np.int64), np.zeros((0, n_all), np.float32)
         return np.concatenate(parts_s), np.concatenate(parts_v)
+
+    def _level_blocks(  # noqa: PLR0917 - private helper of layer_matrix
+        self, conn: sqlite3.Connection, mid: int, k: int, b_lo: int, b_hi: int, n_all: int, agg: str
+    ) -> tuple[I64, I64, npt.NDArray[np.float32]]:
+        """The written buckets ``b_lo .. b_hi`` of level ``k``: ``(buckets, first steps, values[n, L])``.
+
+        Decoded in chunks of ``2**_CHUNK`` buckets that are cached (LRU, ``_CACHE_BYTES``) under a
+        fingerprint (row count, highest rowid) read from the index: a chunk whose rows were written or
+        replaced since is read again. A live view repeating its query then only reads the new chunks.
+        """
+        c_lo, c_hi = b_lo >> _CHUNK, b_hi >> _CHUNK
+        prints = conn.execute(
+            "SELECT bucket >> ?, COUNT(*), MAX(rowid) FROM layer_levels WHERE metric_id = ? AND level = ? "
+            "AND bucket BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",
+            (_CHUNK, mid, k, c_lo << _CHUNK, ((c_hi + 1) << _CHUNK) - 1),
+        ).fetchall()
+        cols = {"max": "mx", "min": "mn", "last": "last", "mean": "sm, cnt"}[agg]
+        parts: list[tuple[I64, I64, npt.NDArray[np.float32]]] = []
+        for chunk, count, top in prints:
+            key = (mid, k, agg, int(chunk))
+            fingerprint = (int(count), int(top), n_all)
+            with self._lock:
+                hit = self._cache.get(key)
+                if hit is not None and hit[0] == fingerprint:
+                    self._cache.move_to_end(key)
+            if hit is None or hit[0] != fingerprint:
+                rows = conn.execute(
+                    f"SELECT bucket, first_step, {cols} FROM layer_levels WHERE metric_id = ? "  # noqa: S608
+                    "AND level = ? AND bucket BETWEEN ? AND ? ORDER BY bucket",
+                    (mid, k, chunk << _CHUNK, ((chunk + 1) << _CHUNK) - 1),
+                ).fetchall()
+                b = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+                f = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+                if agg == "mean":
+                    sm = _blobs([r[2] for r in rows], n_all, np.float32, 0.0)
+                    cnt = _blobs([r[3] for r in rows], n_all, np.uint32, 0).astype(np.float32)
+                    mat = np.full(sm.shape, np.nan, np.float32)
+                    np.divide(sm, cnt, out=mat, where=cnt > 0)
+                else:
+                    mat = _blobs([r[2] for r in rows], n_all, np.float32, np.nan)
+                hit = (fingerprint, b, f, mat)
+                with self._lock:
+                    self._cache[key] = hit
+                    self._cache_bytes += mat.nbytes
+                    while self._cache_bytes > _CACHE_BYTES and len(self._cache) > 1:
+                        _, old = self._cache.popitem(last=False)
+                        self._cache_bytes -= old[3].nbytes
+            _, b, f, mat = hit
+            parts.append((b, f, mat))
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, n_all), np.float32)
+        b = np.concatenate([p[0] for p in parts])
+        keep = (b >= b_lo) & (b <= b_hi)
+        return (
+            b[keep],
+            np.concatenate([p[1] for p in parts])[keep],
+            np.concatenate([p[2] for p in parts])[keep],
+        )
 
     def layer_series(
         self,
