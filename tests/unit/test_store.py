@@ -179,6 +179,9 @@ def test_layer_matrix_columns_aggregate_the_raw_steps(tmp_path: Path, agg: str) 
             np.testing.assert_allclose(mat, want, rtol=1e-5, atol=1e-5)
         if phase == "live":
             run.close()
+    f32 = r.layer_matrix("m", max_steps=300, agg=agg, dtype=np.float32)[2]
+    assert f32.dtype == np.float32
+    np.testing.assert_array_equal(f32, r.layer_matrix("m", max_steps=300, agg=agg)[2].astype(np.float32))
     sub, _, m2 = r.layer_matrix("m", layers=["l3", "l1"], max_steps=300, agg=agg)
     _, _, full = r.layer_matrix("m", max_steps=300, agg=agg)
     assert sub == ["l3", "l1"]

@@ -329,12 +329,15 @@ class RunReader:
         start: int | None = None,
         end: int | None = None,
         agg: str = "max",
-    ) -> tuple[list[str], I64, F64]:
+        *,
+        dtype: type[np.floating[Any]] = np.float64,
+    ) -> tuple[list[str], I64, npt.NDArray[Any]]:
         """``(names, steps, values[len(names), len(steps)])`` of one per-layer metric.
 
         Up to ``max_steps`` columns: with more logged steps in ``[start, end]``, each column aggregates a
         bucket of steps by ``agg`` (``"max"``, ``"mean"``, ``"last"`` or ``"min"``, NaN ignored) and is
-        labelled with the first step it holds. NaN marks a layer without a value there.
+        labelled with the first step it holds. NaN marks a layer without a value there. ``dtype`` of
+        the values: float64 by default; ``np.float32`` (the stored precision) skips a conversion.
         """
         max_steps = _count(max_steps, "max_steps", 4)
         if agg not in _AGGS:
@@ -346,7 +349,7 @@ class RunReader:
             n_all = int(conn.execute("SELECT COUNT(*) FROM layers").fetchone()[0])
             lo, hi = _bounds(conn, "layer_stats", "metric_id", mid, lo_arg, hi_arg)
             if lo is None or hi is None or lo > hi:
-                return names, np.zeros(0, np.int64), np.zeros((len(names), 0), np.float64)
+                return names, np.zeros(0, np.int64), np.zeros((len(names), 0), dtype)
             n = conn.execute(
                 "SELECT COUNT(*) FROM layer_stats WHERE metric_id = ? AND step BETWEEN ? AND ?", (mid, lo, hi)
             ).fetchone()[0]
@@ -358,10 +361,10 @@ class RunReader:
             else:
                 steps, mat = self._level_matrix(conn, mid, k, lo, hi, n_all, agg)
         if mat.shape[0] == 0:
-            return names, steps, np.zeros((len(names), 0))
+            return names, steps, np.zeros((len(names), 0), dtype)
         if idx.shape[0] == mat.shape[1] and np.array_equal(idx, np.arange(mat.shape[1])):
-            return names, steps, np.array(mat.T, dtype=np.float64, order="C")  # one pass
-        return names, steps, np.array(mat[:, idx].T, dtype=np.float64, order="C")
+            return names, steps, np.array(mat.T, dtype=dtype, order="C")  # one pass
+        return names, steps, np.array(mat[:, idx].T, dtype=dtype, order="C")
 
     def _level_matrix(  # noqa: PLR0917 - private helper of layer_matrix
         self, conn: sqlite3.Connection, mid: int, k: int, lo: int, hi: int, n_all: int, agg: str
