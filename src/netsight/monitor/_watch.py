@@ -382,28 +382,41 @@ class Monitor:
                     [g for g, _ in grads], [o for _, o in grads], len(p), self.bins, self.hist_sample
                 )
 
-    def step(self, step: int | None = None) -> None:
-        """Collect this step (call after ``backward``) when watching without an optimizer.
-
-        ``step``: the step number to record (default: the monitor's own counter).
-        """
+    def _manual(self, what: str, step: int | None) -> None:
         if not self._open:
-            raise CaptureError("mon.step(): this monitor is closed; create a new one with ns.watch(...).")
+            raise CaptureError(f"mon.{what}(): this monitor is closed; create a new one with ns.watch(...).")
         if self.optimizer is not None:
             raise ArgumentError(
-                "step: this monitor collects on optimizer.step() already (optimizer= was given); do not "
-                "call mon.step() as well, or watch without optimizer=."
+                f"{what}: this monitor collects on optimizer.step() already (optimizer= was given); do not "
+                f"call mon.{what}() as well, or watch without optimizer=."
             )
         if step is not None:
             self.start_step = int(step) - self.step_count
-        self._before_update_manual()
-        self._collect()
 
-    def _before_update_manual(self) -> None:
-        # without an optimizer: gradients and weights now; the update is against the previous call
+    def before_update(self, step: int | None = None) -> None:
+        """Without an optimizer: read the gradients now, after ``backward`` and before the weights change
+        (optional; trainer integrations call it from their "before optimizer step" hook, so a NaN
+        gradient is traced back before the update spreads it into the weights). Then call :meth:`step`."""
+        self._manual("before_update", step)
         self._wn_for_update = self._prev_wn
         self._before_update()
+        self._pre_done = True
 
+    def step(self, step: int | None = None) -> None:
+        """Collect this step when watching without an optimizer (call after ``backward``, or after the
+        update when :meth:`before_update` was called).
+
+        ``step``: the step number to record (default: the monitor's own counter). The update ratio is
+        measured between the weights at consecutive calls.
+        """
+        self._manual("step", step)
+        if not self._pre_done:
+            self._wn_for_update = self._prev_wn
+            self._before_update()
+        self._pre_done = False
+        self._collect()
+
+    _pre_done = False
     _wn_for_update: torch.Tensor | None = None
 
     def _collect(self) -> None:
