@@ -15,10 +15,12 @@ class DemoCNN(nn.Module):
 
     Layers (the names used in the store, the dashboard and on the command line)::
 
-        features.conv1  [B, w, H, W]        features.relu1, features.pool1  [B, w, H/2, W/2]
-        features.conv2  [B, 2w, H/2, W/2]   features.relu2, features.pool2  [B, 2w, H/4, W/4]
-        classifier.fc1  [B, 64]             classifier.relu                 [B, 64]
-        classifier.fc2  [B, classes]        (logits)
+        features.conv1, .bn1, .relu1  [B, w, H, W]       features.pool1  [B, w, H/2, W/2]
+        features.conv2, .bn2, .relu2  [B, 2w, H/2, W/2]  features.pool2  [B, 2w, H/4, W/4]
+        classifier.fc1, .bn, .relu    [B, 64]
+        classifier.fc2                [B, classes]       (logits)
+
+    Batch normalisation keeps every unit in use (no dead ReLUs), so a healthy run raises no alert.
 
     Args:
         in_channels: 1 for MNIST digits, 3 for CIFAR-10.
@@ -35,9 +37,11 @@ class DemoCNN(nn.Module):
             OrderedDict(
                 [
                     ("conv1", nn.Conv2d(in_channels, width, 3, padding=1)),
+                    ("bn1", nn.BatchNorm2d(width)),
                     ("relu1", nn.ReLU()),
                     ("pool1", nn.MaxPool2d(2)),
                     ("conv2", nn.Conv2d(width, 2 * width, 3, padding=1)),
+                    ("bn2", nn.BatchNorm2d(2 * width)),
                     ("relu2", nn.ReLU()),
                     ("pool2", nn.MaxPool2d(2)),
                 ]
@@ -48,6 +52,7 @@ class DemoCNN(nn.Module):
             OrderedDict(
                 [
                     ("fc1", nn.Linear(2 * width * side * side, 64)),
+                    ("bn", nn.BatchNorm1d(64)),
                     ("relu", nn.ReLU()),
                     ("fc2", nn.Linear(64, classes)),
                 ]

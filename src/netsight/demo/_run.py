@@ -54,6 +54,10 @@ class DemoResult:
         methods: the explanation methods that ran.
         notes: what was skipped and why (a missing optional part, an unregistered method).
         server: the running dashboard's handle when ``keep_serving=True`` (call ``.stop()``), else None.
+        model: the trained model (in eval mode), to explore further.
+        probe_indices: the test images whose activation maps were logged (keys ``probe<i>/<layer>``).
+        explained_indices: the test images that were explained (``log_explanation`` index ``i``).
+        data: the data it was trained and tested on.
     """
 
     store: Path
@@ -67,6 +71,10 @@ class DemoResult:
     methods: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
     server: Any = field(default=None, repr=False, compare=False)
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
+    probe_indices: tuple[int, ...] = ()
+    explained_indices: tuple[int, ...] = ()
+    data: DemoData | None = field(default=None, repr=False, compare=False)
 
 
 def _quiet(_: str) -> None:
@@ -315,7 +323,8 @@ def run(
     model = DemoCNN(ds.channels, len(ds.classes), ds.image_size).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    probe_x = x_test[_probe_indices(ds.y_test.cpu(), probes)]
+    probe_idx = _probe_indices(ds.y_test.cpu(), probes)
+    probe_x = x_test[probe_idx]
     explain_idx = list(range(min(explain_images, x_test.shape[0])))
     store_dir = Path(store)
     config = {
@@ -395,6 +404,10 @@ def run(
         methods=tuple(ran),
         notes=tuple(notes),
         server=handle,
+        model=model.eval(),
+        probe_indices=tuple(probe_idx),
+        explained_indices=tuple(explain_idx),
+        data=ds,
     )
 
 
@@ -449,7 +462,7 @@ def _train(
                     if bar is not None:
                         bar.update(1)
                         if b % 25 == 0:
-                            bar.set_postfix(loss=f"{float(loss):.3f}")
+                            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             finally:
                 if bar is not None:
                     bar.close()
