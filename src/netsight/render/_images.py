@@ -147,11 +147,15 @@ def feature_grid(
     a = normalize(a, dims=(1, 2)) if normalize_each else normalize(a)
     cols = ncols or math.ceil(math.sqrt(c))
     rows = math.ceil(c / cols)
-    grid = torch.ones(rows * (h + pad) + pad, cols * (w + pad) + pad, device=a.device)
+    grid = torch.zeros(rows * (h + pad) + pad, cols * (w + pad) + pad, device=a.device)
+    tile = torch.zeros_like(grid, dtype=torch.bool)
     for i in range(c):
         r, q = divmod(i, cols)
         y, x = pad + r * (h + pad), pad + q * (w + pad)
         grid[y : y + h, x : x + w] = a[i]
+        tile[y : y + h, x : x + w] = True
     if cmap is None:
-        return to_uint8(grid)
-    return to_uint8(apply_cmap(grid, cmap))
+        return to_uint8(torch.where(tile, grid, torch.ones_like(grid)))  # white gutters
+    rgb = apply_cmap(grid, cmap)
+    gutter = torch.tensor([0.85, 0.85, 0.85], device=a.device)  # light grey between tiles
+    return to_uint8(torch.where(tile[..., None], rgb, gutter))
