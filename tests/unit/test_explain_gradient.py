@@ -137,10 +137,17 @@ def test_integrated_gradients_adaptive_meets_tolerance() -> None:
     steps = ad.meta["steps"]
     err = ad.meta["completeness_error"]
     assert bool(((err <= tol) | (steps == 256)).all()), (err, steps)
-    assert steps.min().item() >= 8
+    assert steps.min().item() >= 6
     # each sample's attribution is the fixed-step rule with its own step count
     for i in range(x.shape[0]):
-        one = ns.explain(model, x[i : i + 1], target=2, method="integrated_gradients", steps=int(steps[i]))
+        one = ns.explain(
+            model,
+            x[i : i + 1],
+            target=2,
+            method="integrated_gradients",
+            rule="riemann_middle",
+            steps=int(steps[i]),
+        )
         torch.testing.assert_close(ad.attributions[i : i + 1], one.attributions, atol=1e-6, rtol=1e-4)
 
 

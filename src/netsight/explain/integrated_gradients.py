@@ -10,10 +10,12 @@ Rules (nodes ``a_j`` and weights ``w_j`` on [0, 1]): ``riemann_left`` ``j/n``, `
 spaced nodes with the end points, trapezoid weights), and ``gauss_legendre`` (the ``n``-point
 Gauss-Legendre rule mapped to [0, 1]; the default).
 
-Adaptive mode (``tolerance=``): every sample starts with ``steps`` nodes; a sample whose completeness
-error is above ``tolerance`` is recomputed with more nodes (at least twice as many, more when its error
-is far above the tolerance, assuming the error falls as ``1/n^2``), up to ``max_steps``. Samples that
-are already accurate cost nothing more.
+Adaptive mode (``tolerance=``): every sample starts with ``steps`` nodes (default 6); a sample whose
+completeness error is above ``tolerance`` gets more nodes, up to ``max_steps``; samples that are
+already accurate cost nothing more. With ``riemann_middle`` (the adaptive default) the rules are nested:
+refining ``n`` to ``3n`` midpoints reuses the ``n`` gradients already summed and evaluates only the
+``2n`` new ones. With another rule the sample is recomputed with at least twice as many nodes (more when
+its error is far above the tolerance, assuming the error falls as ``1/n^2``).
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ def integrated_gradients(
     layer: Any = None,
     baseline: Any = "zero",
     steps: int | None = None,
-    rule: str = "gauss_legendre",
+    rule: str | None = None,
     tolerance: float | None = None,
     max_steps: int = 256,
     blur_sigma: float = 5.0,
@@ -138,20 +140,23 @@ def integrated_gradients(
 
     Args:
         baseline: ``"zero"``, ``"blur"``, ``"uniform"``, a number or a tensor (see ``_baselines``).
-        steps: quadrature nodes per sample (default 50; 8 as the start of the adaptive mode).
+        steps: quadrature nodes per sample (default 50; 6 as the start of the adaptive mode).
         rule: one of ``riemann_left``, ``riemann_right``, ``riemann_middle``, ``riemann_trapezoid``,
-            ``gauss_legendre``.
+            ``gauss_legendre``; default ``gauss_legendre``, or ``riemann_middle`` (nested) with
+            ``tolerance``.
         tolerance: adaptive mode: refine each sample until its completeness error is at most this
             (in units of the score), or until ``max_steps``.
     """
     no_layer("integrated_gradients", layer)
     x = check_inputs(inputs).detach()
+    if rule is None:
+        rule = "riemann_middle" if tolerance is not None else "gauss_legendre"
     rule = _ALIASES.get(rule, rule)
     if rule not in RULES:
         raise ArgumentError(f"rule: unknown rule {rule!r}; use one of {', '.join(RULES)}.")
     if tolerance is not None and (not isinstance(tolerance, (int, float)) or tolerance <= 0):
         raise ArgumentError(f"tolerance: expected a positive number (score units), got {tolerance!r}.")
-    n0 = steps if steps is not None else (8 if tolerance is not None else 50)
+    n0 = steps if steps is not None else (6 if tolerance is not None else 50)
     nodes(rule, n0)  # validates steps
     t = prepare_target(target, x.shape[0], x.device)
     xb = make_baseline(x, baseline, blur_sigma=blur_sigma, generator=generator)
@@ -177,21 +182,51 @@ def integrated_gradients(
         err = torch.empty_like(fx)
         used = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         todo = torch.arange(x.shape[0], device=x.device)
+        nested = tolerance is not None and rule == "riemann_middle"
+        gsum = torch.zeros_like(x) if nested else None  # nested mode: unweighted sums of (x-x')*g
+        done_nodes = 0
         while True:
-            alphas, weights = nodes(rule, n)
             tsub: Target = tt[todo] if isinstance(tt, torch.Tensor) else tt
-            a = path_integral(model, x[todo], xb[todo], tsub, alphas, weights, chunk=chunk, progress=progress)
+            if gsum is not None:  # midpoints of n intervals contain those of n/3: add the new ones only
+                alphas = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+                if done_nodes:
+                    alphas = alphas[torch.arange(n) % 3 != 1]
+                part = path_integral(
+                    model,
+                    x[todo],
+                    xb[todo],
+                    tsub,
+                    alphas,
+                    torch.ones_like(alphas),
+                    chunk=chunk,
+                    progress=progress,
+                )
+                gsum[todo] += part
+                a = gsum[todo] / n
+            else:
+                alphas, weights = nodes(rule, n)
+                a = path_integral(
+                    model, x[todo], xb[todo], tsub, alphas, weights, chunk=chunk, progress=progress
+                )
             e = (a.sum(dim=dims) - delta[todo]).abs()
             attr[todo] = a
             err[todo] = e
             used[todo] = n
-            if tolerance is None or n >= max_steps:
+            done_nodes = n
+            if tolerance is None:
                 break
             above = e > tolerance
             if not bool(above.any()):
                 break
-            worst = float(e[above].max() / tolerance)
-            n = min(max_steps, max(2 * n, math.ceil(1.2 * n * math.sqrt(worst))))
+            if gsum is not None:
+                if 3 * n > max_steps:
+                    break
+                n = 3 * n
+            else:
+                if n >= max_steps:
+                    break
+                worst = float(e[above].max() / tolerance)
+                n = min(max_steps, max(2 * n, math.ceil(1.2 * n * math.sqrt(worst))))
             todo = todo[above]
     return Explanation(
         attributions=attr,
