@@ -123,9 +123,10 @@ def main(argv: list[str] | None = None) -> None:
             device,
         )
     report("Grad-CAM (layer4, upsampled to the input)", med, "netsight grad_cam", n)
+    ours_gc = med["netsight grad_cam"]
     print(
-        f"  ratios: captum/netsight {med['captum LayerGradCam + interpolate'] / med['netsight grad_cam']:.2f}x, "
-        f"pytorch-grad-cam/netsight {med['pytorch-grad-cam GradCAM'] / med['netsight grad_cam']:.2f}x"
+        f"  ratios: captum/netsight {med['captum LayerGradCam + interpolate'] / ours_gc:.2f}x, "
+        f"pytorch-grad-cam/netsight {med['pytorch-grad-cam GradCAM'] / ours_gc:.2f}x"
     )
 
     # -- saliency --------------------------------------------------------------------------------
