@@ -467,3 +467,16 @@ def test_cached_level_chunks_follow_rewritten_rows(tmp_path: Path) -> None:
         assert cols[1] - cols[0] == 16
         want = _column_oracle(np.arange(n), raw.astype(np.float64), cols, n - 1, agg)
         np.testing.assert_allclose(mat, want, rtol=1e-5, atol=1e-5)
+
+
+def test_runs_skips_files_being_created_and_refuses_garbage(tmp_path: Path) -> None:
+    with ns.open_run(tmp_path, name="ok") as run:
+        run.log({"a": 1.0}, step=0)
+    (tmp_path / "creating.sqlite").touch()  # reserved by a writer that has not laid out its schema yet
+    s = store.open(tmp_path)
+    assert [i.name for i in s.runs()] == ["ok"]
+    with pytest.raises(StoreError, match="still being created"):
+        s.run("creating")
+    (tmp_path / "junk.sqlite").write_bytes(b"not a database, " * 100)
+    with pytest.raises(StoreError, match=r"'junk'.*not a readable netsight run"):
+        s.run("junk")

@@ -38,6 +38,10 @@ _CHUNK = 8  # coarse-level buckets are decoded and cached 256 at a time
 _CACHE_BYTES = 128 * 2**20  # per run reader
 
 
+class _BeingCreated(StoreError):
+    """A run file whose writer has not committed its schema yet (private: callers see StoreError)."""
+
+
 def open(store_dir: str | os.PathLike[str] = "netsight-runs") -> Store:  # noqa: A001 - the contract's name
     """Open a store directory for reading (``StoreError`` if it does not exist or is not a store)."""
     return Store(store_dir)
@@ -77,10 +81,8 @@ class Store:
                 out.append(self.run(name).info)
             except RunNotFoundError:  # noqa: PERF203 - one run at a time, the try is per run
                 continue  # removed since it was listed
-            except StoreError:
-                if _paths.run_path(self.path, name).stat().st_size == 0:
-                    continue  # still being created by its writer
-                raise
+            except _BeingCreated:
+                continue  # its writer has not committed the schema yet
         return sorted(out, key=lambda i: (i.created, i.name))
 
     def run(self, name: str) -> RunReader:
@@ -152,13 +154,15 @@ class RunReader:
             conn.execute("PRAGMA cache_size=-65536")
             version = _schema.read_version(conn)
         except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
             raise StoreError(
                 f"name: the file of run {self.name!r} ({str(self.path)!r}) is not a readable netsight run "
                 f"({exc}). Remove it or pass another run."
             ) from exc
         if version is None:
             conn.close()
-            raise StoreError(
+            raise _BeingCreated(
                 f"name: run {self.name!r} is still being created by its writer (no schema yet). Retry in a "
                 "moment."
             )
