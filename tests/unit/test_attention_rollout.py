@@ -238,3 +238,8 @@ def test_timm_register_tokens_are_dropped_from_the_grid() -> None:
     ex = ns.explain(vit, x, method="grad_attention", target=4)
     assert ex.attributions.shape == (1, 1, 32, 32)
     assert float(ex.meta["tokens"][:, 3:].abs().sum()) > 0
+
+
+def test_flow_with_a_progress_bar_gives_the_same_values() -> None:
+    maps = _random_maps(2, 1, 2, 4)
+    assert torch.equal(attention_flow(maps, rows=[0], progress=True), attention_flow(maps, rows=[0]))

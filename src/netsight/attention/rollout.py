@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -99,12 +100,17 @@ def grad_rollout(maps: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) ->
 
 
 def attention_flow(
-    maps: Sequence[torch.Tensor], residual: float = 0.5, rows: Sequence[int] | None = None
+    maps: Sequence[torch.Tensor],
+    residual: float = 0.5,
+    rows: Sequence[int] | None = None,
+    *,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Attention flow: ``[B, len(rows), T]`` maximum flows from output tokens ``rows`` to every input token.
 
     ``rows=None`` computes every output token (``T`` rows). The max-flow runs on the CPU in float64: the
     graph has ``(L + 1)·T`` nodes and ``L·T²`` edges, so keep it to short inputs (a few dozen tokens).
+    ``progress`` shows a tqdm bar over the max-flow problems when tqdm is installed.
     """
     from ._flow import max_flow_layered
 
@@ -114,9 +120,23 @@ def attention_flow(
     b, t = hats[0].shape[0], hats[0].shape[-1]
     chosen = list(range(t)) if rows is None else [r % t for r in rows]
     out = torch.zeros(b, len(chosen), t, dtype=torch.float64)
-    for s in range(b):
-        caps = [h[s].cpu() for h in hats]
-        for i, row in enumerate(chosen):
-            for j in range(t):
-                out[s, i, j] = max_flow_layered(caps, row, j)
+    bar: Any = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=b * len(chosen) * t, desc="attention flow", unit="flow", leave=False)
+        except ImportError:
+            bar = None
+    try:
+        for s in range(b):
+            caps = [h[s].cpu() for h in hats]
+            for i, row in enumerate(chosen):
+                for j in range(t):
+                    out[s, i, j] = max_flow_layered(caps, row, j)
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     return out.to(device=maps[0].device, dtype=torch.float32)

@@ -40,6 +40,7 @@ def attention_flow(
     layer: Any = None,
     residual: float = 0.5,
     token: int | None = None,
+    progress: bool = False,
 ) -> Explanation:
     """Flow relevance of the input tokens for output ``token`` (``[B, T]``; ``[B, 1, H, W]`` for a ViT)."""
     reject_target("attention_flow", target)
@@ -52,7 +53,7 @@ def attention_flow(
             f"of {n_nodes} nodes (limit {MAX_NODES}); use method='attention_rollout' for long inputs."
         )
     row = default_token(layers[-1][:, 0], token)
-    flow = _flow(layers, residual=residual, rows=[row])[:, 0]
+    flow = _flow(layers, residual=residual, rows=[row], progress=progress)[:, 0]
     ex: Explanation = build_explanation(
         "attention_flow",
         model,
