@@ -97,6 +97,7 @@ def test_minilm_grad_attention_for_an_embedding_score(minilm, untouched) -> None
     assert float(ex.attributions[0, 1:].abs().sum()) > 0
 
 
+@pytest.mark.slow
 def test_the_example_script_runs(tmp_path) -> None:
     script = ROOT / "docs" / "examples" / "attention_minilm.py"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

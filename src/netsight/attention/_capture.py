@@ -59,7 +59,15 @@ def select_sources(model: nn.Module, layers: Layers = None) -> list[Source]:
 class _Collector:
     """Receives each layer's probabilities (whole or in row chunks) and keeps what was asked."""
 
-    def __init__(self, red: Reduction, *, keep: bool, acc: Rollout | None, to: torch.device | None) -> None:
+    def __init__(
+        self,
+        red: Reduction,
+        *,
+        keep: bool,
+        acc: Rollout | None,
+        to: torch.device | None,
+        kinds: Mapping[str, str],
+    ) -> None:
         self.red = red
         self.keep = keep
         self.acc = acc
@@ -69,7 +77,7 @@ class _Collector:
         self.shapes: dict[str, tuple[int, int, int, int]] = {}
         self.kinds: dict[str, str] = {}
         self.calls: dict[str, int] = {}
-        self.kind_of: dict[str, str] = {}
+        self.kind_of = dict(kinds)
 
     def rows_for(self, n_rows: int) -> list[int] | None:
         """The query rows this capture needs: the kept rows, unless the rollout needs every row."""
@@ -168,8 +176,13 @@ def attention(
         raise AttentionError("keep: False without rollout=True would keep nothing; pass keep=True.")
     mode = "weights" if red.is_full and keep and not rollout else "chunked"
     acc = Rollout(residual) if rollout else None
-    col = _Collector(red, keep=keep, acc=acc, to=torch.device(to) if to is not None else None)
-    col.kind_of = {s.name: s.kind for s in sources}
+    col = _Collector(
+        red,
+        keep=keep,
+        acc=acc,
+        to=torch.device(to) if to is not None else None,
+        kinds={s.name: s.kind for s in sources},
+    )
     with Hooks(root) as hooks:
         prepare(hooks, root, sources)
         for s in sources:
