@@ -68,10 +68,9 @@ class Reduction:
         if heads is not None:
             probs = probs[:, heads]
         rows = self.row_index(n_rows)
-        if rows is not None:
-            rows = rows.to(probs.device)
+        if rows is not None:  # chosen on the host (no device sync), then one small transfer
             inside = rows[(rows >= start) & (rows < start + probs.shape[2])] - start
-            probs = probs.index_select(2, inside)
+            probs = probs.index_select(2, inside.to(probs.device))
         if self.mean_heads:
             probs = probs.mean(dim=1, keepdim=True)
         return probs
