@@ -277,7 +277,7 @@ def test_live_update_arrives_without_reload(store: Path, server: Any, watched: W
         target = written[-1]
         page.wait_for_function(
             f"() => Number(document.querySelector('#scalar-grid .panel').dataset.lastStep) >= {target}",
-            timeout=10_000,
+            timeout=30_000,
         )
         assert int(page.locator("#run-step").get_attribute("data-step") or "0") >= target
         # the gradient-flow view follows the writer too
@@ -286,7 +286,7 @@ def test_live_update_arrives_without_reload(store: Path, server: Any, watched: W
         time.sleep(0.3)
         target = written[-1]
         page.wait_for_function(
-            f"() => Number(document.getElementById('run-step').dataset.step) >= {target}", timeout=10_000
+            f"() => Number(document.getElementById('run-step').dataset.step) >= {target}", timeout=30_000
         )
     finally:
         stop.set()
@@ -294,7 +294,7 @@ def test_live_update_arrives_without_reload(store: Path, server: Any, watched: W
     run.close()
     # the run's new status reaches the runs list by the event stream as well
     page.evaluate("() => { location.hash = '#/runs'; }")
-    page.wait_for_selector(f"#runs-table tr[data-run='{run.name}'] .badge.finished", timeout=10_000)
+    page.wait_for_selector(f"#runs-table tr[data-run='{run.name}'] .badge.finished", timeout=30_000)
     assert page.evaluate("() => window.__sameDocument") is True
     assert watched.errors == []
 

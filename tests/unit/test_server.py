@@ -265,7 +265,7 @@ def test_front_end_and_plotly_are_served_locally(client: TestClient) -> None:
 
     index = client.get("/")
     assert index.status_code == 200
-    assert "/static/vendor/plotly.min.js" in index.text
+    assert "/static/vendor/plotly.min.js" in client.get("/static/js/charts.js").text
     assert "script-src 'self'" in index.headers["content-security-policy"]
     assert "http" not in index.text.replace("http-equiv", "")  # no CDN, no external URL
     js = client.get("/static/vendor/plotly.min.js")

@@ -27,20 +27,33 @@ export function title(text) {
   return { text: ptext(text), font: { size: 13 }, x: 0.01, xanchor: "left" };
 }
 
-// plotly.js (4.7 MB) loads asynchronously: the page fetches its data while the browser compiles it.
-const plotlyReady = new Promise((resolve, reject) => {
-  if (window.Plotly) {
-    resolve(window.Plotly);
-    return;
-  }
-  const tag = document.getElementById("plotly-js");
-  tag.addEventListener("load", () => resolve(window.Plotly));
-  tag.addEventListener("error", () => reject(new Error("plotly.js did not load from /static/vendor/plotly.min.js")));
-});
+// plotly.js (4.7 MB) is added by loadPlotly() once the page has sent its first requests, so that the
+// browser downloads and compiles it while the server answers them.
+let plotlyReady = null;
+
+export function loadPlotly() {
+  if (plotlyReady) return plotlyReady;
+  plotlyReady = new Promise((resolve, reject) => {
+    if (window.Plotly) {
+      resolve(window.Plotly);
+      return;
+    }
+    const tag = document.createElement("script");
+    tag.src = "/static/vendor/plotly.min.js";
+    tag.id = "plotly-js";
+    tag.addEventListener("load", () => {
+      performance.mark("netsight:plotly");
+      resolve(window.Plotly);
+    });
+    tag.addEventListener("error", () => reject(new Error("plotly.js did not load from /static/vendor/plotly.min.js")));
+    document.head.append(tag);
+  });
+  return plotlyReady;
+}
 
 /** Plotly.react, resolved once drawn. */
 export async function draw(node, data, lay) {
-  const Plotly = await plotlyReady;
+  const Plotly = await loadPlotly();
   return Plotly.react(node, data, lay, CONFIG);
 }
 

@@ -1,5 +1,6 @@
 // The single page: hash routing (#/<view>?run=...&...), the header, the live event stream, the views.
 import { get, openEvents } from "./api.js";
+import { loadPlotly } from "./charts.js";
 import { clear, el, empty } from "./dom.js";
 import runs from "./views/runs.js";
 import compare from "./views/compare.js";
@@ -103,39 +104,64 @@ function connect() {
       live.className = `live ${on ? "on" : "off"}`;
       live.textContent = on ? "live" : "offline";
     },
-    onChange() {
-      scheduleRefresh(false);
+    onChange(data) {
+      scheduleRefresh(false, applySummary(data.summary));
     },
     onRuns() {
-      scheduleRefresh(true);
+      scheduleRefresh(true, true);
     },
   });
 }
 
-async function refreshNow(runsChanged) {
+/**
+ * Apply a change summary from the event stream to the header at once; true when the run's overview
+ * (its keys, metrics, kinds, texts, alert count) must be fetched again.
+ */
+function applySummary(summary) {
+  const ov = state.overview;
+  if (!ov || !summary) return true;
+  if (summary.last_step !== undefined) ov.info.last_step = summary.last_step;
+  if (summary.status) ov.info.status = summary.status;
+  renderHeader();
+  const missing = (names, known) => (names || []).some((n) => !known.includes(n));
+  return (
+    missing(summary.scalars, ov.scalar_keys) ||
+    missing(summary.metrics, ov.layer_metrics) ||
+    missing(summary.histograms, ov.histogram_kinds) ||
+    (summary.texts || []).length > 0 ||
+    summary.alerts > 0 ||
+    summary.module_tree ||
+    summary.config
+  );
+}
+
+async function refreshNow(runsChanged, overviewChanged) {
   if (runsChanged || state.view === "runs") await loadRuns();
-  if (state.run) await loadOverview();
+  if (state.run && (overviewChanged || !state.overview)) await loadOverview();
   renderHeader();
   if (state.controller && state.controller.refresh) await state.controller.refresh(state.overview);
 }
 
-function scheduleRefresh(runsChanged) {
+function scheduleRefresh(runsChanged, overviewChanged) {
   state.pendingRuns = state.pendingRuns || runsChanged;
+  state.pendingOverview = state.pendingOverview || overviewChanged;
   if (state.refreshing) {
     state.pending = true;
     return;
   }
   state.refreshing = true;
   const runsFlag = state.pendingRuns;
+  const overviewFlag = state.pendingOverview;
   state.pendingRuns = false;
-  refreshNow(runsFlag)
+  state.pendingOverview = false;
+  refreshNow(runsFlag, overviewFlag)
     .then(() => showError(null))
     .catch(showError)
     .finally(() => {
       state.refreshing = false;
       if (state.pending) {
         state.pending = false;
-        setTimeout(() => scheduleRefresh(false), 150);
+        setTimeout(() => scheduleRefresh(false, false), 50);
       }
     });
 }
@@ -183,3 +209,5 @@ document.getElementById("run-select").addEventListener("change", (event) => {
 });
 window.addEventListener("hashchange", route);
 route();
+// after the first requests are on their way (route() sent them before its first await)
+loadPlotly();

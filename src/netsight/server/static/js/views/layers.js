@@ -93,8 +93,9 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
       }
 
       function fetchMatrix() {
-        // no more columns than the plot has pixels (the server downsamples, keeping the extremes)
-        const columns = Math.max(100, Math.min(2000, Math.round((heat.clientWidth || 1200) - 190)));
+        // one column per two pixels of the plot: the server downsamples by bucket maximum (agg="max"), so a
+        // spike stays visible; the drawing cost grows with the number of cells
+        const columns = Math.max(100, Math.min(2000, Math.round(((heat.clientWidth || 1200) - 190) / 2)));
         return getMatrix({
           run: ctx.run,
           metric: st.metric,
@@ -207,9 +208,11 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
         // the three requests overlap: bars need no layer, the lines need the first row's name
         const barsP = fetchBars();
         const m = await fetchMatrix();
+        performance.mark(`netsight:${id}:matrix`);
         if (m.names.length && (!st.layer || !m.names.includes(st.layer))) st.layer = m.names[0];
         const linesP = m.names.length ? fetchLines() : null;
         const ok = await drawHeatmap(m);
+        performance.mark(`netsight:${id}:heatmap`);
         if (ok && !clickBound && heat.on) {
           heat.on("plotly_click", onClick);
           clickBound = true;

@@ -38,12 +38,12 @@ export default {
           grid.append(node.card);
         }
         const s = series[i];
-        node.card.dataset.lastStep = s.steps.length ? String(s.steps[s.steps.length - 1]) : "";
         await draw(
           node.chart,
           [{ x: s.steps, y: s.values, mode: "lines", line: { width: 1.5, color: "#1f6fb2" } }],
           layout({ title: title(key), xaxis: { title: { text: "step" } } }),
         );
+        node.card.dataset.lastStep = s.steps.length ? String(s.steps[s.steps.length - 1]) : "";
       }
       markRendered("scalars");
     }
