@@ -15,8 +15,10 @@ Layout and decisions
   file is refused by both.
 * **Writer** (:func:`open_run` -> :class:`Run`): the training thread validates metadata and queues;
   one background thread per run moves tensors to the host (stacked: one transfer per call), encodes
-  PNGs, compresses tensors and commits at least every 0.25 s. Its errors are logged on the
-  ``netsight`` logger and raised again as :class:`~netsight.errors.StoreError` by the next call.
+  PNGs, compresses tensors and commits in bursts, within about 0.25 s of each record (it gathers records
+  for 0.2 s, then applies them in one transaction: one wake-up, not one per record). Its errors are
+  logged on the ``netsight`` logger and raised again as :class:`~netsight.errors.StoreError` by the
+  next call.
 * **Per-layer statistics**: one row per (metric, step) holding a float32 blob of every layer's value
   (indexed by the layer's column in the ``layers`` table; NaN = missing). Beside it the writer keeps
   coarse **levels**: for buckets of 2^k steps (k = 4 .. 22) the min, max, sum, count and last value of
