@@ -378,3 +378,22 @@ def test_outputs_during_capture_equal_outputs_without(reduce) -> None:
             assert torch.equal(plain, during)
         else:  # fused kernels (timm's SDPA, PyTorch's encoder fast path) round differently
             assert (plain - during).abs().max() <= 1e-5
+
+
+class _Raises(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom inside the second layer")
+
+
+@pytest.mark.parametrize("reduce", [None, "cls"])
+def test_everything_restored_when_the_forward_raises_mid_way(reduce, untouched) -> None:
+    enc = _encoder(nested=True)
+    enc.layers[1].linear1 = _Raises()
+    u = untouched(enc)
+    with pytest.raises(RuntimeError, match="boom"):
+        ns.attention(enc, torch.randn(1, 5, 16), reduce=reduce, rollout=reduce is not None)
+    u.check()
+    assert enc.use_nested_tensor
+    mha = enc.layers[0].self_attn
+    _, w = mha(torch.randn(1, 3, 16), torch.randn(1, 3, 16), torch.randn(1, 3, 16))
+    assert w.shape == (1, 3, 3)  # its default (head-averaged weights) is back
