@@ -749,7 +749,7 @@ class Run:
             _, step, layers, metrics, values = item
             if isinstance(values, torch.Tensor):
                 values = values.to(torch.float32).cpu().numpy()
-            mat = np.asarray(values, dtype=np.float32)
+            mat = np.ascontiguousarray(np.asarray(values, dtype=np.float32).T)  # [M, L]: rows contiguous
             n_all = len(self._layer_idx)
             cached = self._index_cache
             if cached is not None and cached[0] is layers and cached[1].shape[0] <= n_all:
@@ -767,10 +767,10 @@ class Run:
             for j, metric in enumerate(metrics):
                 mid = self._id(self._metric_ids, "metrics", "name", metric)
                 if dense:
-                    vec = np.ascontiguousarray(mat[:, j])
+                    vec = mat[j]
                 else:
                     vec = np.full(n_all, np.nan, dtype=np.float32)
-                    vec[idx] = mat[:, j]
+                    vec[idx] = mat[j]
                 rows.append((mid, step, vec.tobytes()))
                 casc_l = self._layer_levels.get(mid)
                 if casc_l is None:
