@@ -372,6 +372,19 @@ def test_token_required_on_every_request(store_dir: Path) -> None:
     assert c.get("/api/runs").status_code == 401
 
 
+def test_a_damaged_run_file_does_not_hide_the_others(tmp_path: Path) -> None:
+    write_run(tmp_path, "good")
+    (tmp_path / "bad.sqlite").write_bytes(b"not a database" * 100)
+    c = TestClient(create_app(tmp_path), base_url="http://127.0.0.1")
+    body = c.get("/api/runs").json()
+    assert [r["name"] for r in body["runs"]] == ["good"]
+    assert [u["name"] for u in body["unreadable"]] == ["bad"]
+    assert "not a readable netsight run" in body["unreadable"][0]["error"]
+    r = c.get("/api/run", params={"run": "bad"})
+    assert r.status_code == 503
+    assert "Remove it" in r.json()["detail"]
+
+
 def test_bad_arguments_name_the_fix(store_dir: Path, tmp_path: Path) -> None:
     from netsight.errors import ArgumentError, StoreError
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ArgumentError, StoreError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 __all__ = ["create_app"]
 
 
-def create_app(store_dir: str | Path = "netsight-runs", token: str | None = None) -> object:
+def create_app(store_dir: str | Path = "netsight-runs", token: str | None = None) -> FastAPI:
     """The read-only dashboard application over the run store in ``store_dir``.
 
     ``token``: when given, every request must carry it (see :mod:`netsight.server._security`); when
@@ -55,6 +59,11 @@ def create_app(store_dir: str | Path = "netsight-runs", token: str | None = None
     @app.exception_handler(RunNotFoundError)
     async def _run_not_found(_request: Request, exc: RunNotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(StoreError)
+    async def _store_error(_request: Request, exc: StoreError) -> JSONResponse:
+        # e.g. a run whose writer has not laid out its file yet: the page retries on the next event
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(ArgumentError)
     async def _bad_argument(_request: Request, exc: ArgumentError) -> JSONResponse:

@@ -102,7 +102,7 @@ def serve(  # noqa: PLR0917 - the documented signature takes these positionally
     if token is None and not loopback:
         token = secrets.token_urlsafe(24)
         generated = True
-    app: Any = create_app(store_dir, token=token)
+    app = create_app(store_dir, token=token)
     sock = _bind(host, port)
     actual_port = int(sock.getsockname()[1])
     url = _url(host, actual_port, token)

@@ -34,7 +34,12 @@ def _event(name: str, data: Any) -> str:
 
 
 def _runs_state(access: StoreAccess) -> list[list[Any]]:
-    return [[i.name, i.status, _data.jsonable(i.last_step)] for i in access.store().runs()]
+    from .runs import read_runs
+
+    runs, unreadable = read_runs(access)
+    return [[r["name"], r["status"], r["last_step"]] for r in runs] + [
+        [u["name"], "unreadable", None] for u in unreadable
+    ]
 
 
 def _changes(access: StoreAccess, run: str, cursor: int) -> tuple[int, dict[str, Any]]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
+from ...errors import StoreError
 from .. import _data
 from ._common import Access, RunName
 
@@ -32,12 +33,36 @@ def health() -> dict[str, Any]:
     return {"ok": True, "version": __version__}
 
 
+def _read_info(access: Any, name: str) -> tuple[dict[str, Any] | None, str]:
+    try:
+        return info_dict(access.run(name).info), ""
+    except HTTPException as exc:  # removed since it was listed
+        return None, str(exc.detail)
+    except StoreError as exc:  # damaged, or its writer has not laid it out yet
+        return None, str(exc)
+
+
+def read_runs(access: Any) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """``(runs newest first, unreadable)``: one damaged or half-created run file does not hide the others;
+    it is listed under ``unreadable`` with the store's message."""
+    store = access.store()
+    runs: list[dict[str, Any]] = []
+    unreadable: list[dict[str, str]] = []
+    for name in store.names():
+        info, error = _read_info(access, name)
+        if info is not None:
+            runs.append(info)
+        else:
+            unreadable.append({"name": name, "error": error})
+    runs.sort(key=lambda r: (r["created"] or 0, r["name"]), reverse=True)
+    return runs, unreadable
+
+
 @router.get("/runs")
 def list_runs(access: Access) -> dict[str, Any]:
-    """Every run in the store, newest first."""
-    runs = [info_dict(i) for i in access.store().runs()]
-    runs.sort(key=lambda r: str(r["created"] or ""), reverse=True)
-    return {"runs": runs}
+    """Every readable run in the store, newest first, and the run files that cannot be read."""
+    runs, unreadable = read_runs(access)
+    return {"runs": runs, "unreadable": unreadable}
 
 
 @router.get("/run")

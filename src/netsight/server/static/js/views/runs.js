@@ -17,8 +17,11 @@ export default {
     });
 
     async function refresh() {
-      const { runs } = await get("/api/runs");
+      const { runs, unreadable } = await get("/api/runs");
       clear(table);
+      for (const u of unreadable || []) {
+        table.append(el("div", { className: "empty unreadable" }, el("span", { className: "name" }, u.name), `: ${u.error}`));
+      }
       if (!runs.length) {
         table.append(empty("No runs in this store yet."));
         markRendered("runs");
