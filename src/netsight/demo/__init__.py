@@ -6,6 +6,16 @@ public so tutorials can reuse them.
 
 from ._data import DATASETS, DemoData, load
 from ._model import DemoCNN
-from ._run import DEFAULT_METHODS, DemoResult, run
+from ._run import CAM_LAYER, DEFAULT_METHODS, MAP_LAYERS, DemoResult, run
 
-__all__ = ["DATASETS", "DEFAULT_METHODS", "DemoCNN", "DemoData", "DemoResult", "load", "run"]
+__all__ = [
+    "CAM_LAYER",
+    "DATASETS",
+    "DEFAULT_METHODS",
+    "MAP_LAYERS",
+    "DemoCNN",
+    "DemoData",
+    "DemoResult",
+    "load",
+    "run",
+]

@@ -172,13 +172,9 @@ def _explain(
     ran: list[str] = []
     x = data.x_test[list(idx)]
     y = data.y_test[list(idx)]
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            pred = model(x).argmax(1)
-    finally:
-        model.train(was)
+    model.eval()  # explain the trained model as it predicts (BatchNorm uses its running statistics)
+    with torch.no_grad():
+        pred = model(x).argmax(1)
     pictures = _upscale(data.pictures(x), 112)
     for i in range(len(idx)):
         run.log_image(step, f"input/{i}", _to_hwc_uint8(pictures[i]), kind="input")
