@@ -10,7 +10,8 @@ A pure ASGI middleware (it must not buffer the server-sent event stream). Rules:
   header, the ``token`` query parameter, or the ``netsight_token`` cookie. The first page opened with
   ``?token=...`` sets that cookie (HttpOnly, SameSite=Strict), so that the page's own requests, the
   event stream and the images carry it. Tokens are compared in constant time.
-- Every response carries ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer`` and a
+- Every response carries ``Server-Timing: app;dur=<ms>`` (time to its first byte, shown by the
+  browser's developer tools), ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer`` and a
   Content-Security-Policy: scripts only from this server, no inline script, no plugins. Routes that
   set their own policy (the sandboxed attention pages) keep it.
 """
@@ -18,6 +19,7 @@ A pure ASGI middleware (it must not buffer the server-sent event stream). Rules:
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -98,9 +100,13 @@ class SecurityMiddleware:
                 return
             set_cookie = from_query
 
+        started = time.perf_counter()
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 raw = list(message.get("headers", []))
+                spent = (time.perf_counter() - started) * 1000
+                raw.append((b"server-timing", f"app;dur={spent:.1f}".encode()))
                 names = {k.lower() for k, _ in raw}
                 raw.append((b"x-content-type-options", b"nosniff"))
                 raw.append((b"referrer-policy", b"no-referrer"))
