@@ -196,3 +196,21 @@ def test_one_host_transfer_per_step_and_no_item(monkeypatch: pytest.MonkeyPatch)
         monkeypatch.undo()
         assert calls["cpu"] == 3
         assert mon.step_count == 3
+
+
+def test_mode_changes_made_during_training_are_kept_on_close() -> None:
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2)).train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = torch.randn(6, 3)
+    with ns.watch(net, optimizer=opt, stats=1):
+        for step in range(3):
+            if step == 1:  # the user freezes the first layer and the batch-norm statistics
+                net[1].eval()
+                net[0].weight.requires_grad_(False)
+            net(x).sum().backward()
+            opt.step()
+            opt.zero_grad()
+    assert ns.hooks_on(net) == {}
+    assert net[1].training is False
+    assert net[0].weight.requires_grad is False
+    assert net[3].training is True

@@ -26,8 +26,12 @@ _MISSING = object()
 class Hooks:
     """Register hooks and reversible edits on ``model``; all undone on exit or on ``remove()``."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, restore_state: bool = True) -> None:
+        """``restore_state=False``: on exit remove hooks and undo patches, but leave every ``training``
+        flag and ``requires_grad`` as they are then (for sessions that span a training run, such as the
+        monitor's, during which the user may switch modes or freeze layers)."""
         self.model = model
+        self._restore_state = restore_state
         self._handles = HandleList()
         self._state: ModelState | None = None
         self._open = False
@@ -39,7 +43,7 @@ class Hooks:
                 "this hook session is already open; a capture block cannot be re-entered while it runs. "
                 "Open a new one (call ns.capture(...) again)."
             )
-        self._state = ModelState.of(self.model)
+        self._state = ModelState.of(self.model) if self._restore_state else None
         self._open = True
         return self
 

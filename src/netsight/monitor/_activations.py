@@ -181,7 +181,7 @@ class ActivationTap:
         """Attach the hooks (for the steps that collect activation statistics)."""
         if self._hooks is not None:
             return
-        hooks = Hooks(self.root)
+        hooks = Hooks(self.root, restore_state=False)  # spans training: the user's flags are theirs
         hooks.__enter__()
         try:
             for i, m in enumerate(self._modules):

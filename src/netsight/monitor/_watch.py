@@ -234,7 +234,7 @@ class Monitor:
                 self._handles.add(self.optimizer.register_step_post_hook(self._post_hook))
             if self.nan_origin:
                 # the latest input, by reference, so a non-finite step can be replayed to find the origin
-                self._root_hooks = Hooks(self.root)
+                self._root_hooks = Hooks(self.root, restore_state=False)
                 self._root_hooks.__enter__()
                 self._root_hooks.forward_pre(self.root, self._keep_input, with_kwargs=True)
         except BaseException:
