@@ -241,3 +241,19 @@ def test_no_request_imports_torch(store_dir: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"calls": 22, "torch": []}
+
+
+def test_missing_server_packages_say_what_to_install(store_dir: Path) -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['fastapi'] = None\n"
+        "from netsight.server import create_app\n"
+        "try:\n"
+        "    create_app(sys.argv[1])\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(store_dir)], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "pip install 'netsight[server]'" in out.stdout

@@ -21,8 +21,14 @@ def create_app(store_dir: str | Path = "netsight-runs", token: str | None = None
     must exist (``netsight.store.open`` is checked once here, so that a wrong path fails at start, not on
     the first request).
     """
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.responses import JSONResponse
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"netsight's dashboard needs fastapi, uvicorn and plotly ({exc}); install them with "
+            "pip install 'netsight[server]'."
+        ) from exc
 
     from .. import __version__
     from ..errors import RunNotFoundError

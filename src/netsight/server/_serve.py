@@ -89,9 +89,14 @@ def serve(  # noqa: PLR0917 - the documented signature takes these positionally
     ``port=0`` picks a free port. ``background=True`` returns a :class:`ServerHandle` at once (its
     ``.url``; ``.stop()`` ends it), otherwise this call blocks until interrupted and returns ``None``.
     """
-    import uvicorn
-
     from ._app import create_app
+
+    try:
+        import uvicorn
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"netsight's dashboard runs on uvicorn ({exc}); install it with pip install 'netsight[server]'."
+        ) from exc
 
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ArgumentError(f"port: got {port!r}; pass an integer from 1 to 65535 (0 picks a free port).")
