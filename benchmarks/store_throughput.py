@@ -53,6 +53,9 @@ def readers(root: Path, layers: int, steps: int, repeats: int) -> None:
         "layer_matrix(layers='blocks.1*.*')": lambda: r.layer_matrix(
             "grad_norm", layers="blocks.1*.*", max_steps=2000
         ),
+        "layer_matrix, cold (new reader, no cache)": lambda: (
+            store.open(root).run(name).layer_matrix("grad_norm", max_steps=2000)
+        ),
         "series(loss, max_points=2000)": lambda: r.series("loss", max_points=2000),
         "layer_series(max_points=2000)": lambda: r.layer_series("grad_norm", names[len(names) // 2]),
         "step_values(latest)": lambda: r.step_values("grad_norm"),
