@@ -154,14 +154,18 @@ function scheduleRefresh(runsChanged, overviewChanged) {
   const overviewFlag = state.pendingOverview;
   state.pendingRuns = false;
   state.pendingOverview = false;
+  const started = performance.now();
   refreshNow(runsFlag, overviewFlag)
     .then(() => showError(null))
     .catch(showError)
     .finally(() => {
       state.refreshing = false;
       if (state.pending) {
+        // while a run writes faster than a view redraws, rest as long as the last redraw took (at most
+        // half of the page's time goes to live updates, and a change still shows within about a second)
         state.pending = false;
-        setTimeout(() => scheduleRefresh(false, false), 50);
+        const rest = Math.min(800, Math.max(50, performance.now() - started));
+        setTimeout(() => scheduleRefresh(false, false), rest);
       }
     });
 }
