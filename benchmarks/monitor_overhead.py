@@ -6,7 +6,9 @@ reported as ratios against the bare step timed in the same run:
 - ``bare``            forward, backward, optimizer step
 - ``watch``           ``ns.watch(model, optimizer=opt, run=run)`` with defaults (statistics every step,
                       histograms on the logarithmic schedule, written to a real run store)
-- ``watch_all``       ``heavy="always"``: weight, gradient and activation histograms every step too
+- ``watch_all``       ``heavy="always"``: every statistic and the weight, gradient and activation
+                      histograms every step
+- ``watch_nostore``   defaults, ``run=None`` (the monitor alone: the store's writer thread left out)
 - ``tb_histograms``   TensorBoard ``add_histogram`` of every gradient every step
 - ``item_recipe``     the forum's ``plot_grad_flow`` recipe: mean and max |grad| per parameter with
                       ``.item()`` each
@@ -84,7 +86,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=112, help="ResNet input size")
     ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--variants", default="bare,watch,watch_all,tb_histograms,item_recipe")
+    ap.add_argument("--variants", default="bare,watch,watch_all,watch_nostore,tb_histograms,item_recipe")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -131,7 +133,8 @@ def run_model(
 
     @contextlib.contextmanager
     def watch(**kw: object) -> Iterator[Callable[[], None]]:
-        with ns.watch(model, optimizer=opt, run=run, start_step=step_no[0], **kw) as mon:
+        target = kw.pop("run", run)
+        with ns.watch(model, optimizer=opt, run=target, start_step=step_no[0], **kw) as mon:
             yield lambda: None
         step_no[0] += mon.step_count
 
@@ -171,6 +174,7 @@ def run_model(
         "bare": bare,
         "watch": watch,
         "watch_all": lambda: watch(heavy="always"),
+        "watch_nostore": lambda: watch(run=None),
         "tb_histograms": tb,
         "item_recipe": item,
     }

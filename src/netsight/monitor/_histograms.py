@@ -100,9 +100,12 @@ def histograms_of_samples(
     dev = samples[0].device
     lens = torch.tensor([s.numel() for s in samples], device=dev)
     v = torch.cat([s.to(dev) for s in samples])
-    keys = torch.repeat_interleave(torch.tensor(owner, dtype=torch.long, device=dev) * nb, lens)
-    w = torch.repeat_interleave(torch.tensor(scales, dtype=torch.float64, device=dev), lens)
-    ok = ~torch.isnan(v)
-    v, keys, w = v[ok], keys[ok], w[ok]
-    counts = torch.bincount(keys + bins.index(v), weights=w, minlength=layers * nb)
-    return counts.reshape(layers, nb)
+    nan = torch.isnan(v)
+    # counts per sample first (integer keys, no per-element weights), then scaled and pooled by layer
+    keys = torch.repeat_interleave(torch.arange(len(samples), device=dev) * nb, lens)
+    keys += bins.index(v.nan_to_num(0.0))
+    keys.masked_fill_(nan, len(samples) * nb)  # NaN goes to a spare slot that is dropped
+    per = torch.bincount(keys, minlength=len(samples) * nb + 1)[:-1].reshape(len(samples), nb)
+    per = per.double() * torch.tensor(scales, dtype=torch.float64, device=dev)[:, None]
+    out = torch.zeros((layers, nb), dtype=torch.float64, device=dev)
+    return out.index_add_(0, torch.tensor(owner, dtype=torch.long, device=dev), per)
