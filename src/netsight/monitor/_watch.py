@@ -1,6 +1,16 @@
 """``ns.watch``: one line in the training loop for gradient flow, activation statistics and diagnosis.
 
-Per collected step, on the device, in fused passes (:mod:`._params`, :mod:`._activations`):
+Three tiers, so the default costs little (``docs/benchmarks.md``, "Monitor overhead"):
+
+1. **every step** (written every ``every`` steps): each parameterised layer's gradient norm (one
+   ``torch._foreach_norm`` over all gradients) and whether it is finite. The vanishing, exploding and
+   NaN rules run on it. When a gradient is non-finite and activations were not being watched, the
+   step's input (kept by reference) is replayed once through a capture of every module, with the RNG
+   forked and buffers restored, to name the module where NaN/Inf first appeared in forward order.
+2. **``stats`` steps** (every 10th by default, and every heavy step): everything in the table below;
+   the activation hooks are attached only for these steps.
+3. **``heavy`` steps** (logarithmic: dense early, sparse later): histograms of weights, gradients and
+   activations, and activation maps of the ``probe`` batch.
 
 ============== ======================================================================================
 metric          definition (per module path)
@@ -19,12 +29,13 @@ act_sat_frac    fraction of a saturating activation's outputs within ``sat_eps``
                 bound (sigmoid, tanh, hardtanh, ReLU6, ...); NaN for other modules
 delta_norm      ``||∂L/∂a||₂``, the error signal reaching the module's output (``sqrt`` of the sum of
                 squares over calls)
-dead_frac       at the end of each ``dead_window``: the fraction of a ReLU-family module's units that
-                were zero for every sample of the window; NaN on other steps
+dead_frac       at the end of each ``dead_window`` (counted in stats steps): the fraction of a
+                ReLU-family module's units that were zero for every sample of the window; NaN otherwise
 ============== ======================================================================================
 
 Everything a step produces is concatenated into one small float64 vector that reaches the host in one
-transfer (on CUDA asynchronously: it is read at the next step, so alerts arrive one step late).
+transfer (on CUDA asynchronously: it is read at the next step, so alerts arrive one step late; the NaN
+check reads one flag per step, which waits for the backward pass: ``nan_origin=False`` avoids it).
 Histograms (weights, gradients, activations; fixed log-spaced bins) and activation maps of a fixed probe
 batch are taken on the ``heavy`` schedule (logarithmic by default). Steps not written (``every > 1``)
 stay in a ring buffer of ``ring`` steps that is written out when a rule fires, so the steps before a
@@ -696,6 +707,8 @@ def watch(
             default: parameterised leaves, activation functions and custom leaf modules (not pooling,
             flatten, dropout). Parameter statistics cover every module owning parameters.
         every: write every n-th step (default 1); the others wait in the ring buffer.
+        stats: schedule of the full statistics (activations, δ, |g| mean and max, weight norm, update
+            ratio): an int (every n steps, default 10), ``"always"``, ``"log"``, or ``step -> bool``.
         heavy: schedule of histograms and activation maps: ``"log"`` (default), ``"always"``, an int,
             ``"never"``, or ``step -> bool``.
         histograms, hist_edges, hist_sample: histogram weights, gradients and activations in these

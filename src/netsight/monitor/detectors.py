@@ -19,8 +19,8 @@ Rules (registry names):
     ``growth`` (100) times the median of the first 5 in the window. Non-finite norms go to ``nan``.
 ``dead_units``
     the fraction of a ReLU-family layer's units (channels, or features) that output exactly zero for
-    every sample of every step in a window of ``window`` steps (the monitor's ``dead_window``, 50) is
-    at least ``fraction`` (0.5).
+    every sample of every step in a window (the monitor's ``dead_window``: 20 steps that collect full
+    statistics) is at least ``fraction`` (0.5).
 ``nan``
     the first step where any output, output gradient or parameter gradient is NaN/Inf; names the first
     module in forward order whose output became non-finite (else the first in backward order whose
