@@ -243,3 +243,22 @@ def test_log_schedule_is_dense_early_and_sparse_later() -> None:
     assert len([s for s in steps if 1000 <= s < 10_000]) == 10
     assert len(steps) < 70
     assert 100_000 in steps
+
+
+def test_serve_starts_the_dashboard_on_the_runs_store(tmp_path: object) -> None:
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    net = nn.Linear(2, 2)
+    with pytest.raises(ArgumentError, match="serve: True needs a run"):
+        ns.watch(net, serve=True)
+    assert ns.hooks_on(net) == {}
+    with ns.open_run(tmp_path, name="served") as run, ns.watch(net, run=run, serve={"port": 0}) as mon:
+        try:
+            net(torch.randn(3, 2)).sum().backward()
+            mon.step()
+            run.flush()
+            reply = httpx.get(mon.server.url.rstrip("/") + "/api/runs", timeout=10)
+            assert reply.status_code == 200
+            assert "served" in reply.text
+        finally:
+            mon.server.stop()

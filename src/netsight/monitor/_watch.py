@@ -127,7 +127,7 @@ class Monitor:
         ring: int = 64,
         distributed: str = "reduce",
         start_step: int = 0,
-        serve: bool = False,
+        serve: bool | Mapping[str, Any] = False,
     ) -> None:
         self.model = model
         self.root = unwrap(model)
@@ -214,9 +214,15 @@ class Monitor:
         self._last_input: tuple[Any, Any] | None = None
         self._origin: str | None = None
         self._tapped_steps = 0
-        self._start()
+        self.server: Any = None
         if serve:
-            self._serve()
+            self._serve(serve if isinstance(serve, Mapping) else {})
+        try:
+            self._start()
+        except BaseException:
+            if self.server is not None:
+                self.server.stop()
+            raise
 
     # -- setup ----------------------------------------------------------------------------------
     def _open_run(self, run: Any) -> Any:
@@ -253,8 +259,8 @@ class Monitor:
             raise
         self._open = True
 
-    def _serve(self) -> None:
-        directory = getattr(self.run, "store_dir", None) or getattr(self.run, "directory", None)
+    def _serve(self, options: Mapping[str, Any]) -> None:
+        directory = getattr(self.run, "store_dir", None)
         if directory is None:
             raise ArgumentError(
                 "serve: True needs a run written to a store directory; pass run=ns.open_run('netsight-runs')."
@@ -266,7 +272,8 @@ class Monitor:
                 "serve: the dashboard is not available (netsight.server could not be imported: "
                 f"{exc}). Install netsight[server], or start it later with `netsight serve {directory}`."
             ) from exc
-        serve(directory, background=True)
+        self.server = serve(directory, background=True, **options)
+        logger.info("netsight dashboard at %s", getattr(self.server, "url", directory))
 
     # -- context --------------------------------------------------------------------------------
     def __enter__(self) -> Monitor:
@@ -723,6 +730,8 @@ def watch(
         ring: steps kept for anomaly-triggered writing (0: off).
         distributed: ``"reduce"`` (pool statistics over ranks; rank 0 writes) or ``"per_rank"``.
         start_step: the first step's number.
-        serve: start the dashboard on the run's store in a background thread.
+        serve: start the dashboard on the run's store in a background thread (``True``, or a dict of
+            :func:`netsight.serve` options such as ``{"port": 0}``); ``mon.server`` is its handle. It
+            keeps serving after ``close()`` (the finished run stays browsable); ``mon.server.stop()``.
     """
     return Monitor(model, optimizer, run, **options)
