@@ -144,7 +144,7 @@ class ActivationTap:
         delta: bool = True,
         sat_eps: float = 0.01,
         hist_edges: torch.Tensor | None = None,
-        hist_sample: int | None = 8192,
+        hist_sample: int | None = 4096,
     ) -> None:
         self.root = root
         self.layers = [n or "<root>" for n, _ in selected]
@@ -280,8 +280,10 @@ class ActivationTap:
     def _on_grad(self, i: int, grad: torch.Tensor) -> None:
         with torch.no_grad():
             self._g_idx.append(i)
-            g = grad.detach()
-            self._g.append(torch.mul(g, g).sum(dtype=torch.float32))
+            g = grad.detach().reshape(-1)
+            self._g.append(
+                torch.dot(g, g) if g.dtype == torch.float32 else torch.mul(g, g).sum(dtype=torch.float32)
+            )
             self._bwd_names.append(self.layers[i])
 
     def _on_probe(self, name: str, module: nn.Module, inputs: Any, output: Any) -> None:

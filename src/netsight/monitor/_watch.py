@@ -112,7 +112,7 @@ class Monitor:
         heavy: Any = "log",
         histograms: bool = True,
         hist_edges: torch.Tensor | None = None,
-        hist_sample: int | None = 8192,
+        hist_sample: int | None = 4096,
         activations: bool = True,
         delta: bool = True,
         update_ratio: bool = True,
