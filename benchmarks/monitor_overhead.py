@@ -83,7 +83,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", action="append", help="cnn, resnet18, resnet50 (repeatable)")
     ap.add_argument("--batch", type=int, default=None, help="default: 32 for cnn, 8 for ResNets")
-    ap.add_argument("--size", type=int, default=112, help="ResNet input size")
+    ap.add_argument(
+        "--size", type=int, default=None, help="ResNet input size (default: 224 on cuda, else 112)"
+    )
     ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--variants", default="bare,watch,watch_all,watch_nostore,tb_histograms,item_recipe")
@@ -103,7 +105,7 @@ def main() -> None:
         run_model(
             name,
             batch=batch,
-            size=args.size,
+            size=args.size or (224 if device.type == "cuda" else 112),
             device=device,
             variants=variants,
             steps=args.steps,

@@ -58,6 +58,7 @@ class ParamStats:
             0, self.owner, torch.tensor([float(p.numel()) for p in params], dtype=torch.float64, device=dev)
         )
         self._before: list[torch.Tensor] | None = None
+        self._cache: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -79,17 +80,23 @@ class ParamStats:
         grads = [g for _, g in have]
         if any(g.is_sparse for g in grads):
             grads = [g.coalesce().values() if g.is_sparse else g for g in grads]
-        idx = torch.tensor([self._owner_list[i] for i, _ in have], dtype=torch.long, device=self.device)
-        has = torch.zeros(n, dtype=torch.bool, device=self.device)
-        has[idx] = True
+        key = tuple(i for i, _ in have)
+        cached = self._cache.get(key)
+        if cached is None:  # host-to-device index tensors only when the set of gradients changes
+            idx = torch.tensor([self._owner_list[i] for i in key], dtype=torch.long, device=self.device)
+            has = torch.zeros(n, dtype=torch.bool, device=self.device)
+            has[idx] = True
+            numel = torch.zeros(n, dtype=f64, device=self.device).index_add_(
+                0, idx, torch.tensor([float(g.numel()) for g in grads], dtype=f64, device=self.device)
+            )
+            self._cache = {key: (idx, has, numel)}
+        else:
+            idx, has, numel = cached
         l2 = torch.stack(torch._foreach_norm(grads, 2)).to(self.device)
         cols = [self._pool_sq(l2, idx).sqrt()]
         if full:
             l1 = torch.stack(torch._foreach_norm(grads, 1)).to(self.device)
             linf = torch.stack(torch._foreach_norm(grads, math.inf)).to(self.device)
-            numel = torch.zeros(n, dtype=f64, device=self.device).index_add_(
-                0, idx, torch.tensor([float(g.numel()) for g in grads], dtype=f64, device=self.device)
-            )
             abs_sum = torch.zeros(n, dtype=f64, device=self.device).index_add_(0, idx, l1.double())
             mx = torch.full((n,), -math.inf, dtype=f64, device=self.device)
             cols += [abs_sum / numel, mx.scatter_reduce(0, idx, linf.double(), reduce="amax")]
