@@ -1,0 +1,22 @@
+"""The demo as a library call: train, explain, report, and keep the trained model.
+
+python docs/examples/demo_from_python.py
+"""
+
+from __future__ import annotations
+
+import netsight.demo
+
+result = netsight.demo.run(
+    epochs=1,
+    train_size=1024,  # the demo's default is 8000 training / 2000 test digits and 3 epochs
+    test_size=256,
+    serve=False,  # True starts the live dashboard and prints its URL
+    methods=("saliency", "grad_cam"),
+    store="netsight-runs",
+    progress=False,
+)
+print(f"test accuracy {result.test_accuracy:.1%} after {result.steps} steps")
+print("run", result.run, "in", result.store, "report", result.report)
+model = result.model  # the trained DemoCNN, in eval mode
+print(model)
