@@ -102,3 +102,26 @@ def test_sigkill_mid_training_loses_at_most_a_second(tmp_path: Path) -> None:
     np.testing.assert_array_equal(mat[0], np.array(bounds) - 1)  # max of each column is its last step
     _, cols, mean = r.layer_matrix("act_mean", max_steps=50, agg="mean")
     np.testing.assert_allclose(mean[0], (cols + np.array(bounds) - 1) / 2, rtol=1e-5)
+
+
+def test_a_run_never_closed_is_flushed_at_exit_and_left_running(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import torch
+        import netsight as ns
+
+        run = ns.open_run(sys.argv[1], name="unclosed")
+        for step in range(50):
+            run.log({"loss": torch.tensor(float(step))}, step=step)
+        raise SystemExit(3)  # no close(): the process ends as if the script had failed
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 3, done.stderr
+    r = store.open(tmp_path).run("unclosed")
+    assert r.series("loss")[0].tolist() == list(range(50))
+    assert r.info.status == "running"
+    assert r.info.writing is False

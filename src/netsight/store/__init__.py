@@ -19,6 +19,10 @@ Layout and decisions
   for 0.2 s, then applies them in one transaction: one wake-up, not one per record). Its errors are
   logged on the ``netsight`` logger and raised again as :class:`~netsight.errors.StoreError` by the
   next call.
+* **Status**: ``running`` until ``close()`` sets ``finished`` (``failed`` when the ``with`` block raised
+  or the writer failed). A run never closed is flushed at interpreter exit and stays ``running``;
+  :attr:`RunInfo.writing` (an ``flock`` the writing process holds) tells a live run from an interrupted
+  one, also after SIGKILL. One writer per run: a second ``open_run(..., resume=True)`` is refused.
 * **Per-layer statistics**: one row per (metric, step) holding a float32 blob of every layer's value
   (indexed by the layer's column in the ``layers`` table; NaN = missing). Beside it the writer keeps
   coarse **levels**: for buckets of 2^k steps (k = 4 .. 22) the min, max, sum, count and last value of

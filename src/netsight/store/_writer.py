@@ -153,15 +153,20 @@ class _Summary:
 _OPEN_RUNS: weakref.WeakSet[Run] = weakref.WeakSet()
 
 
-def _close_open_runs() -> None:
+def _flush_open_runs() -> None:
+    """At interpreter exit, commit what runs never closed still hold in their queues.
+
+    Their status stays ``"running"``: the process may be exiting on an uncaught exception, and a run is
+    only ``"finished"`` when it was closed. Readers see ``RunInfo.writing == False`` for such a run.
+    """
     for run in list(_OPEN_RUNS):
         try:
-            run.close()
+            run.flush(timeout=30.0)
         except StoreError:  # noqa: PERF203 - at exit, per run
-            logger.exception("netsight: run %r could not be closed at interpreter exit", run.name)
+            logger.exception("netsight: run %r could not be flushed at interpreter exit", run.name)
 
 
-atexit.register(_close_open_runs)
+atexit.register(_flush_open_runs)
 
 
 def open_run(
