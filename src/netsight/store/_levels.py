@@ -243,6 +243,10 @@ def minmax_downsample(
     Buckets are equal runs of points; within a bucket the min and the max are kept at their own steps,
     in step order, so every spike (up or down) survives. NaN points are dropped from buckets that have
     finite ones. Series of ``max_points`` points or fewer come back unchanged.
+
+    This is the min/max half of M4 aggregation (Jugel et al., "M4: A Visualization-Oriented Time Series
+    Data Aggregation", VLDB 2014): a line drawn through the kept points has the same vertical extent
+    in every bucket as the full series.
     """
     n = steps.shape[0]
     if n <= max_points:
