@@ -19,12 +19,36 @@ def _blocks() -> list[tuple[str, str]]:
     return [
         (f"{md.relative_to(DOCS)}#{i}", block)
         for md in sorted(DOCS.rglob("*.md"))
+        if "reference" not in md.relative_to(DOCS).parts  # generated from docstrings
         for i, block in enumerate(FENCE.findall(md.read_text(encoding="utf-8")))
     ]
 
 
 def test_there_are_examples() -> None:
     assert len(EXAMPLES) >= 6
+    assert len(_blocks()) >= 8
+
+
+def test_reference_builds(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, str(DOCS / "build_reference.py"), "--out", str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    api = (tmp_path / "api.md").read_text(encoding="utf-8")
+    assert "netsight.demo.run" in api
+    assert "### `netsight.explain.explain" in api
+    methods = (tmp_path / "methods.md").read_text(encoding="utf-8")
+    import netsight as ns
+
+    for name in ns.list_methods():
+        assert f"`{name}`" in methods
+    cli = (tmp_path / "cli.md").read_text(encoding="utf-8")
+    for command in ("demo", "explain", "methods", "report"):
+        assert f"## netsight {command}" in cli
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
