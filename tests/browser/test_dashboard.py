@@ -137,8 +137,17 @@ def _check_view(page: Page, view: str) -> None:
         assert page.locator("#scalar-grid .panel").count() == 2
         assert page.locator("#scalar-grid .main-svg").count() >= 2
     elif view in ("grads", "activations"):
-        ticks = page.locator(f"#{view}-heatmap .ytick text").all_text_contents()
-        assert sorted(ticks) == sorted(LAYERS)
+        assert page.locator(f"#{view}-heatmap .heat-ylabel").all_text_contents() == LAYERS
+        # the canvas holds one opaque pixel per (layer, step) cell, scaled up
+        painted = page.evaluate(
+            f"""() => {{
+                const c = document.querySelector('#{view}-heatmap canvas.heat-canvas');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] === 255;
+                return n / (c.width * c.height);
+            }}"""
+        )
+        assert painted > 0.99
         assert page.locator(f"#{view}-lines .main-svg").count() >= 1
         assert page.locator(f"#{view}-bars .bars path").count() == len(LAYERS)
     elif view == "histograms":
@@ -179,6 +188,7 @@ def test_each_view_loads_without_console_errors(
 
 def test_attention_page_runs_sandboxed(server: Any, watched: Watched) -> None:
     watched.open(server.url, "attention", run="mnist")
+    watched.page.frame_locator("#attention-frame").locator("#a").wait_for()
     frame = next(f for f in watched.page.frames if "/api/text" in f.url)
     frame.wait_for_function("() => document.title === 'ok'")  # its own script ran
     # but in an opaque origin: it can reach neither the dashboard's document nor its API
@@ -196,10 +206,16 @@ def test_user_strings_show_literally_and_never_run(server: Any, watched: Watched
         assert page.locator('img[src="x"]').count() == 0, view
         assert page.evaluate("() => document.querySelectorAll('script:not([src])').length") == 0, view
     watched.open(server.url, "grads", run="xss", metric=EVIL_SCRIPT)
-    assert sorted(page.locator("#grads-heatmap .ytick text").all_text_contents()) == sorted([EVIL_IMG, "ok"])
+    assert page.locator("#grads-heatmap .heat-ylabel").all_text_contents() == [EVIL_IMG, "ok"]
     assert EVIL_SCRIPT in page.locator("#grads-metric option").all_text_contents()
     assert page.locator("#grads-metric").input_value() == EVIL_SCRIPT
-    assert EVIL_SCRIPT in page.locator("#grads-heatmap .gtitle").text_content()
+    assert EVIL_SCRIPT in page.locator("#grads-heatmap .heat-title").inner_text()
+    # the tooltip shows the hovered layer's name as text
+    box = page.locator("#grads-heatmap canvas.heat-canvas").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 4)
+    assert page.locator("#grads-heatmap .heat-tip").inner_text().splitlines()[0] == EVIL_IMG
+    assert EVIL_SCRIPT in page.locator("#grads-lines .gtitle").text_content()
     watched.open(server.url, "scalars", run="xss")
     assert EVIL_SCRIPT in page.locator("#scalar-grid").inner_text()
     watched.open(server.url, "alerts", run="xss")
@@ -237,7 +253,7 @@ def test_alert_links_to_its_layer_and_step(server: Any, watched: Watched) -> Non
 def test_clicking_a_heatmap_row_shows_that_layers_lines(server: Any, watched: Watched) -> None:
     page = watched.page
     watched.open(server.url, "grads", run="mnist")
-    box = page.locator("#grads-heatmap .nsewdrag").bounding_box()
+    box = page.locator("#grads-heatmap canvas.heat-canvas").bounding_box()
     assert box is not None
     # rows run top to bottom in module order: the last row is fc; click it at about step 150
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] * 7 / 8)

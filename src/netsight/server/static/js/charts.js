@@ -27,9 +27,20 @@ export function title(text) {
   return { text: ptext(text), font: { size: 13 }, x: 0.01, xanchor: "left" };
 }
 
-// plotly.js (4.7 MB) is added by loadPlotly() once the page has sent its first requests, so that the
-// browser downloads and compiles it while the server answers them.
+// plotly.js (4.7 MB) is fetched into the HTTP cache early (prefetchPlotly) and executed on the first
+// draw() (loadPlotly), so that compiling it never delays a view that can show itself without it.
+const PLOTLY_URL = "/static/vendor/plotly.min.js";
 let plotlyReady = null;
+let prefetched = null;
+
+export function prefetchPlotly() {
+  if (!prefetched && !window.Plotly) {
+    prefetched = fetch(PLOTLY_URL, { credentials: "same-origin" })
+      .then((r) => r.blob())
+      .catch(() => null); // the <script> tag of loadPlotly() reports a failure
+  }
+  return prefetched;
+}
 
 export function loadPlotly() {
   if (plotlyReady) return plotlyReady;
@@ -39,7 +50,7 @@ export function loadPlotly() {
       return;
     }
     const tag = document.createElement("script");
-    tag.src = "/static/vendor/plotly.min.js";
+    tag.src = PLOTLY_URL;
     tag.id = "plotly-js";
     tag.addEventListener("load", () => {
       performance.mark("netsight:plotly");

@@ -2,7 +2,8 @@
 // lines of one layer over time (click a row), and a bar chart of one step across layers.
 import { get, getMatrix } from "../api.js";
 import { el, empty, ptext, select } from "../dom.js";
-import { draw, layout, log10Rows, logColorbar, markRendered, purge, title } from "../charts.js";
+import { draw, layout, log10Rows, markRendered, purge, title } from "../charts.js";
+import { Heatmap } from "../heatmap.js";
 
 const SORTS = [
   ["order", "module order"],
@@ -61,7 +62,8 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
       const logBox = el("input", { type: "checkbox", id: `${id}-log`, checked: st.log });
       const layerSel = el("select", { id: `${id}-layer`, "aria-label": "layer" });
       const note = el("span", { className: "note" });
-      const heat = el("div", { className: "chart tall", id: `${id}-heatmap` });
+      const heat = el("div", { className: "heatmap", id: `${id}-heatmap` });
+      const heatEmpty = el("div", { className: "empty", hidden: true });
       const lines = el("div", { className: "chart", id: `${id}-lines` });
       const bars = el("div", { className: "chart", id: `${id}-bars` });
       root.append(
@@ -76,7 +78,7 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
           el("label", {}, "layer", layerSel),
           note,
         ),
-        el("div", { className: "panel" }, heat),
+        el("div", { className: "panel" }, heat, heatEmpty),
         el("div", { className: "row" }, el("div", { className: "panel" }, lines), el("div", { className: "panel" }, bars)),
       );
 
@@ -95,7 +97,7 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
       function fetchMatrix() {
         // one column per two pixels of the plot: the server downsamples by bucket maximum (agg="max"), so a
         // spike stays visible; the drawing cost grows with the number of cells
-        const columns = Math.max(100, Math.min(2000, Math.round(((heat.clientWidth || 1200) - 190) / 2)));
+        const columns = Math.max(100, Math.min(2000, Math.round(((heat.clientWidth || 1200) - 240) / 2)));
         return getMatrix({
           run: ctx.run,
           metric: st.metric,
@@ -106,54 +108,42 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
         });
       }
 
-      async function drawHeatmap(m) {
+      function drawHeatmap(m) {
         st.names = m.names;
         st.steps = m.steps;
         layerSel.replaceChildren(...m.names.map((n) => el("option", { value: n, text: n, selected: n === st.layer })));
         note.textContent = `${m.names.length} of ${m.total_layers} layers with values, ${m.steps.length} columns`;
         if (!m.names.length || !m.steps.length) {
-          purge(heat);
-          heat.replaceChildren(empty(m.names.length ? "No steps logged yet." : "No layer with values matches this filter."));
+          heat.hidden = true;
+          heatEmpty.hidden = false;
+          heatEmpty.textContent = m.names.length ? "No steps logged yet." : "No layer with values matches this filter.";
           return false;
         }
-        heat.querySelectorAll(".empty").forEach((n) => n.remove());
+        heat.hidden = false;
+        heatEmpty.hidden = true;
         layerSel.value = st.layer;
-        let rows = m.rows;
+        let shown = m.rows;
         let zmin = m.min;
         let zmax = m.max;
-        let colorbar = { title: { text: ptext(st.metric), side: "right" }, thickness: 12 };
-        if (st.log && m.positive_min !== null) {
+        const log = st.log && m.positive_min !== null;
+        if (log) {
           zmin = Math.log10(m.positive_min);
           zmax = Math.log10(Math.max(m.max, m.positive_min));
           if (zmax - zmin < 1e-6) zmax = zmin + 1;
-          rows = log10Rows(rows, zmax);
-          colorbar = logColorbar(zmin, zmax, st.metric);
+          shown = log10Rows(m.rows, zmax);
         }
-        heat.style.height = `${heightFor(m.names.length)}px`;
-        await draw(
-          heat,
-          [
-            {
-              type: "heatmap",
-              z: rows,
-              x: m.steps,
-              y: m.names.map(ptext),
-              colorscale: "Viridis",
-              zmin,
-              zmax,
-              zsmooth: false,
-              colorbar,
-              hovertemplate: `%{y}<br>step %{x}<br>${st.log ? "log10 " : ""}%{z:.4g}<extra></extra>`,
-            },
-          ],
-          layout({
-            title: title(`${st.metric}: layer × step${st.log ? " (log colour)" : ""}`),
-            margin: { l: 160, r: 20, t: 30, b: 40 },
-            xaxis: { title: { text: "step" } },
-            yaxis: { type: "category", autorange: "reversed", automargin: true },
-            height: heightFor(m.names.length),
-          }),
-        );
+        heatmap.draw({
+          title: `${st.metric}: layer × step${log ? " (log colour)" : ""}`,
+          names: m.names,
+          steps: m.steps,
+          shown,
+          raw: m.rows,
+          zmin,
+          zmax,
+          log,
+          label: st.metric,
+          height: heightFor(m.names.length) - 90,
+        });
         return true;
       }
 
@@ -203,7 +193,6 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
         bars.dataset.step = v.step === null ? "" : String(v.step);
       }
 
-      let clickBound = false;
       async function refresh() {
         // the three requests overlap: bars need no layer, the lines need the first row's name
         const barsP = fetchBars();
@@ -211,27 +200,20 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
         performance.mark(`netsight:${id}:matrix`);
         if (m.names.length && (!st.layer || !m.names.includes(st.layer))) st.layer = m.names[0];
         const linesP = m.names.length ? fetchLines() : null;
-        const ok = await drawHeatmap(m);
+        const ok = drawHeatmap(m);
         performance.mark(`netsight:${id}:heatmap`);
-        if (ok && !clickBound && heat.on) {
-          heat.on("plotly_click", onClick);
-          clickBound = true;
-        }
         if (ok) await Promise.all([drawLines(linesP), drawBars(barsP)]);
         else await Promise.allSettled([barsP, linesP]);
         markRendered(id);
       }
 
-      const onClick = (event) => {
-        const point = event.points && event.points[0];
-        if (!point) return;
-        const row = Array.isArray(point.pointNumber) ? point.pointNumber[0] : point.pointIndex[0];
+      const heatmap = new Heatmap(heat, (row, col) => {
         st.layer = st.names[row];
-        st.step = Number(point.x);
+        st.step = st.steps[col];
         layerSel.value = st.layer;
         save();
         Promise.all([drawLines(), drawBars()]).catch(ctx.showError);
-      };
+      });
       const rerender = () => {
         save();
         refresh().catch(ctx.showError);
@@ -258,7 +240,13 @@ function makeView({ id, label, heading, prefer, accept, logDefault }) {
         Promise.all([drawLines(), drawBars()]).catch(ctx.showError);
       });
       await refresh();
-      return { refresh, destroy: () => [heat, lines, bars].forEach(purge) };
+      return {
+        refresh,
+        destroy: () => {
+          heatmap.destroy();
+          [lines, bars].forEach(purge);
+        },
+      };
     },
   };
 }
