@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -224,3 +227,55 @@ def test_debug_shows_the_traceback() -> None:
     res = invoke("methods", "--kind", "nonsense")
     assert res.exit_code == 1
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def _tiny_store(store: Path) -> str:
+    import numpy as np
+
+    with ns.open_run(store, name="tiny", config={"lr": 0.1}) as run:
+        for step in range(1, 21):
+            run.log({"loss": 1.0 / step}, step=step)
+            values = np.array([[0.5 / step], [2.0 / step]], dtype=np.float32)
+            run.log_layers(step, ["conv", "fc"], ["grad_norm"], values)
+        return str(run.name)
+
+
+def test_report_writes_one_self_contained_file(tmp_path: Path) -> None:
+    name = _tiny_store(tmp_path / "s")
+    out = tmp_path / "r.html"
+    res = invoke("report", name, "--store", str(tmp_path / "s"), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    page = out.read_text()
+    assert 'id="gradient-flow-heatmap"' in page
+    assert "<script" not in page  # nothing to run, nothing to fetch
+    assert 'src="http' not in page
+    assert 'href="http' not in page
+
+
+def test_report_unknown_run_suggests(tmp_path: Path) -> None:
+    _tiny_store(tmp_path / "s")
+    res = invoke("report", "tinny", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "r.html"))
+    assert res.exit_code == 1
+    assert "tiny" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_report_missing_store_is_one_line(tmp_path: Path) -> None:
+    res = invoke("report", "x", "--store", str(tmp_path / "nowhere"))
+    assert res.exit_code == 1
+    assert "nowhere" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_python_dash_m_netsight_runs_the_cli() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "netsight", "methods", "grad_cam"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert res.returncode == 0, res.stderr
+    assert "grad_cam" in res.stdout
+    assert ns.get_method("grad_cam").kind in res.stdout
