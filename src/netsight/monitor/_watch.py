@@ -215,7 +215,7 @@ class Monitor:
         self._origin: str | None = None
         self._tapped_steps = 0
         self.server: Any = None
-        if serve:
+        if serve and self.writes:  # the writing rank serves; the others have no run
             self._serve(serve if isinstance(serve, Mapping) else {})
         try:
             self._start()
