@@ -279,3 +279,19 @@ def test_python_dash_m_netsight_runs_the_cli() -> None:
     assert res.returncode == 0, res.stderr
     assert "grad_cam" in res.stdout
     assert ns.get_method("grad_cam").kind in res.stdout
+
+
+def test_explain_timm_model(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    assert "resnet10t" in timm.list_models()
+    image = _chelsea(tmp_path)
+    out = tmp_path / "t"
+    res = invoke(
+        "explain", str(image), "-m", "timm:resnet10t", "--method", "grad_cam", "--size", "64",
+        "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert tuple(_read_png(out / "chelsea_grad_cam.png").shape) == (64, 64, 3)
+    res = invoke("explain", str(image), "-m", "timm:resnet10", "--out", str(out))
+    assert res.exit_code == 1
+    assert "resnet10t" in res.output or "Did you mean" in res.output
