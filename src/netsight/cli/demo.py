@@ -49,7 +49,7 @@ def demo(
     shipped digits with `ns.watch` recording gradient flow and activation statistics for every layer;
     activation maps of fixed probe digits are logged as it learns; test digits are explained with
     saliency, integrated gradients, Grad-CAM, guided backprop and occlusion; an HTML report of the run is
-    written. About a minute on two CPU cores, reaching about 97% test accuracy. Everything works offline.
+    written. A minute or two on two CPU cores, reaching about 97% test accuracy. Everything works offline.
 
     **Examples**
 
