@@ -119,6 +119,8 @@ export function viridisGradient() {
 
 /** Mark a view as drawn (tests and the benchmark wait for body[data-rendered=<view>]). */
 export function markRendered(view) {
+  // a refresh of a view the user has already left must not mark the new one as drawn
+  if (document.body.dataset.view !== view) return;
   document.body.dataset.rendered = view;
   const marks = (window.__netsight = window.__netsight || { rendered: {} });
   marks.rendered[view] = performance.now();
