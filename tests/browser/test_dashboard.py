@@ -289,7 +289,9 @@ def test_live_update_arrives_without_reload(store: Path, server: Any, watched: W
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while len(written) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
         target = written[-1]
         page.wait_for_function(
             f"() => Number(document.querySelector('#scalar-grid .panel').dataset.lastStep) >= {target}",
