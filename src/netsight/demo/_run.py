@@ -167,6 +167,7 @@ def _explain(
 ) -> tuple[list[str], list[str]]:
     """Explain the test images ``idx`` with each registered method; log one overlay per image and method."""
     import netsight as ns
+    from netsight.render import overlay
 
     explain_mod = _optional("netsight.explain")
     if explain_mod is None:
@@ -190,9 +191,18 @@ def _explain(
             layer = CAM_LAYER if info.needs_layer else None
             options = METHOD_OPTIONS.get(method, {}) if data.image_size <= 32 else {}
             ex = ns.explain(model, x, target=pred, method=method, layer=layer, **options)
-            over = ex.overlay(pictures)  # uint8 [B, 112, 112, 3]
+            maps = ex.attributions.detach()
+            if maps.dim() == 4 and maps.shape[1] > 1:
+                maps = maps.sum(dim=1, keepdim=True)  # one map per image
+            if info.kind != "layer":  # signed pixel attributions: show their magnitude
+                maps = maps.abs()
+            over = overlay(pictures, maps)  # uint8 [B, 112, 112, 3]
             for i in range(len(idx)):
-                meta = {"label": data.classes[int(y[i])], "predicted": data.classes[int(pred[i])]}
+                meta = {
+                    "label": data.classes[int(y[i])],
+                    "predicted": data.classes[int(pred[i])],
+                    "shown": "attribution" if info.kind == "layer" else "|attribution|",
+                }
                 if ex.layer:
                     meta["layer"] = ex.layer
                 run.log_explanation(step, method, i, over[i], meta=meta)
