@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One prepared device session (a GPU machine lent for a few minutes): GPU correctness tests, the GPU
+# benchmarks the issues ask for, and the capture overhead on a quiet CPU restricted to 2 threads.
+# Peers missing on that machine (captum, grad-cam, ttach) travel as wheels in .whl/.
+set -u
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD/src
+else
+  export PYTHONPATH=$PWD/src
+fi
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+{
+  nvidia-smi -L; lscpu | grep -E "Model name|^CPU\(s\)"
+  python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+  echo "== GPU correctness"
+  timeout 120 python3 -m pytest -q -p no:cacheprovider -o filterwarnings=ignore tests/gpu
+  echo "== capture overhead, cuda, resnet50 batch 64"
+  timeout 90 python3 benchmarks/capture_overhead.py --device cuda --model resnet50 --batch 64 --repeats 10
+  echo "== explain vs peers, cuda, resnet50 batch 64"
+  timeout 150 python3 benchmarks/explain_vs_peers.py --device cuda --model resnet50 --batch 64 --skip-perturbation
+  echo "== monitor overhead, cuda, resnet50 batch 64"
+  timeout 150 python3 benchmarks/monitor_overhead.py --device cuda --model resnet50 --batch 64
+  echo "== capture overhead, quiet CPU, 2 threads"
+  OMP_NUM_THREADS=2 timeout 100 taskset -c 0,1 python3 benchmarks/capture_overhead.py --repeats 5
+} 2>&1 | tee "$out/gpu_session.log"
