@@ -16,10 +16,11 @@ FENCE = re.compile(r"```python\n(.*?)```", re.S)
 
 
 def _blocks() -> list[tuple[str, str]]:
+    pages = [md for md in sorted(DOCS.rglob("*.md")) if "reference" not in md.relative_to(DOCS).parts]
+    pages.append(DOCS.parent / "README.md")  # the README's tour is an example too
     return [
-        (f"{md.relative_to(DOCS)}#{i}", block)
-        for md in sorted(DOCS.rglob("*.md"))
-        if "reference" not in md.relative_to(DOCS).parts  # generated from docstrings
+        (f"{md.relative_to(DOCS.parent)}#{i}", block)
+        for md in pages  # (docs/reference is generated from docstrings)
         for i, block in enumerate(FENCE.findall(md.read_text(encoding="utf-8")))
     ]
 

@@ -128,6 +128,12 @@ class Store:
 class RunReader:
     """Queries over one run. Safe to use from several threads and while the run is being written."""
 
+    def _repr_html_(self) -> str:
+        """A card of the run for Jupyter: status, scalars, gradient flow, alerts (netsight.render)."""
+        from ..render.notebook import run_html
+
+        return run_html(self)
+
     def __init__(self, path: Path, name: str) -> None:
         self.path = path
         self.name = name
