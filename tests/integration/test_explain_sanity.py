@@ -40,10 +40,10 @@ class MnistCNN(nn.Module):
 def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     x, y = load_mnist()
-    xtr, ytr = x[:2400], y[:2400]
+    xtr, ytr = x[:4000], y[:4000]
     model = MnistCNN()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(2):
+    for _ in range(3):
         perm = torch.randperm(xtr.shape[0])
         for i in range(0, xtr.shape[0], 64):
             idx = perm[i : i + 64]
