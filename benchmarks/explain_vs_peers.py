@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ig-size", type=int, default=None, help="IG image size (default: 112 on CPU)")
     p.add_argument("--ig-repeats", type=int, default=3)
     p.add_argument("--skip-perturbation", action="store_true")
+    p.add_argument(
+        "--captum-internal-batch", type=int, default=None, help="Captum IG internal_batch_size (GPU: 512)"
+    )
     p.add_argument("--only", default="grad_cam,saliency,ig", help="comma-separated: grad_cam, saliency, ig")
     args = p.parse_args(argv)
 
@@ -183,7 +186,13 @@ def ig_race(model: nn.Module, target: torch.Tensor, args: argparse.Namespace, de
     xi = torch.randn(ig_b, 3, ig_size, ig_size, device=device, generator=None)
     ti = target[:ig_b] if ig_b <= n else torch.randint(1000, (ig_b,), device=device)
     ig = IntegratedGradients(model)
-    _, d = ig.attribute(xi, target=ti, n_steps=50, return_convergence_delta=True)
+    # Captum runs all 50 steps of every sample in one forward unless told otherwise: on a GPU at batch
+    # 64 that is 3,200 images and runs out of memory, so it gets an internal batch size (netsight sizes
+    # its chunks to free memory by itself).
+    cap_kw = {"internal_batch_size": args.captum_internal_batch} if args.captum_internal_batch else {}
+    if device.type == "cuda" and not cap_kw:
+        cap_kw = {"internal_batch_size": 512}
+    _, d = ig.attribute(xi, target=ti, n_steps=50, return_convergence_delta=True, **cap_kw)
     e_captum = d.abs()
     tol = float(e_captum.mean())
     ours_ad = ns.explain(model, xi, ti, method="integrated_gradients", tolerance=tol)
@@ -212,7 +221,7 @@ def ig_race(model: nn.Module, target: torch.Tensor, args: argparse.Namespace, de
                 model, xi, ti, method="integrated_gradients", steps=50
             ),
             "captum IntegratedGradients (50, with delta)": lambda: ig.attribute(
-                xi, target=ti, n_steps=50, return_convergence_delta=True
+                xi, target=ti, n_steps=50, return_convergence_delta=True, **cap_kw
             ),
         },
         args.ig_repeats,

@@ -36,11 +36,12 @@ def unwrap(model: nn.Module) -> nn.Module:
         inner = model.module
         assert isinstance(inner, nn.Module)
         model = inner
-    for name, module in model.named_modules():
+    for module in model.modules():
         compiled = type(module).__name__ == "OptimizedModule" or (
             getattr(module, "_compiled_call_impl", None) is not None
         )
         if compiled:
+            name = next(n for n, m in model.named_modules() if m is module)
             where = f"submodule {name!r}" if name else "the model"
             raise CaptureError(
                 f"model: {where} is compiled with torch.compile, and compiled code does not run "
@@ -113,6 +114,15 @@ def resolve(
     ``None`` selects every leaf module (one with no children). Each selector must match at least one
     module; a miss raises :class:`SelectorError` naming the nearest paths.
     """
+    if isinstance(layers, str) and layers and not is_glob(layers):
+        key = strip_prefix(layers)
+        try:  # an exact path: no need to list every module
+            found = model.get_submodule(key)
+        except AttributeError:
+            pass
+        else:
+            if key and found is not model:
+                return [(key, found)]
     named = [(n, m) for n, m in model.named_modules() if n]
     if not named:
         named = [("", model)]

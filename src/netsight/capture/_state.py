@@ -18,13 +18,21 @@ class ModelState:
 
     @classmethod
     def of(cls, model: nn.Module) -> ModelState:
-        mods = tuple((m, m.training) for m in model.modules())
-        params = tuple((p, p.requires_grad) for p in model.parameters())
-        return cls(mods, params)
+        mods: list[tuple[nn.Module, bool]] = []
+        params: list[tuple[nn.Parameter, bool]] = []
+        seen: set[int] = set()
+        for m in model.modules():  # one traversal (this runs on every explanation's hot path)
+            mods.append((m, m.training))
+            for p in m._parameters.values():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    params.append((p, p.requires_grad))
+        return cls(tuple(mods), tuple(params))
 
     def restore(self) -> None:
         for module, flag in self.training:
-            module.training = flag
+            if module.training is not flag:  # nn.Module.__setattr__ is slow; touch only what changed
+                module.training = flag
         for param, flag in self.requires_grad:
             if param.requires_grad != flag:
                 param.requires_grad_(flag)
