@@ -68,3 +68,16 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_functions_stay_callable_after_importing_their_packages() -> None:
+    """``ns.explain``/``ns.attention`` work even after ``from netsight.explain import ...``."""
+    code = (
+        "from netsight.explain import Explanation; from netsight.attention import AttentionMaps; "
+        "import netsight as ns; import torch; "
+        "m = torch.nn.Sequential(torch.nn.Linear(3, 2)); "
+        "ex = ns.explain(m, torch.randn(2, 3), target=0, method='saliency'); "
+        "print(type(ex).__name__, callable(ns.attention), callable(ns.capture))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["Explanation", "True", "True"], out.stdout + out.stderr
