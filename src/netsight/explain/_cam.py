@@ -31,6 +31,7 @@ from ._common import (
     with_target,
 )
 from ._explanation import Explanation
+from ._registry import register
 
 Weigh = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (A, G) -> map [N, 1, h, w]
 
@@ -99,3 +100,42 @@ def run_cam(  # noqa: PLR0917 - internal helper, called positionally by each CAM
             "passes": s.calls,
         },
     )
+
+
+def cam_method(
+    name: str, weigh: Weigh, *, title: str, summary: str, paper: str, gradients: bool = True
+) -> Callable[..., Explanation]:
+    """Build and register a CAM method from its weighting alone (one file per method keeps only that).
+
+    The registered function has the common CAM signature ``(model, inputs, target=None, *, layer=None,
+    relu=True, max_batch=None, progress=False)``; ``gradients=False`` for methods that need no backward.
+    """
+
+    def method(
+        model: nn.Module,
+        inputs: torch.Tensor,
+        target: TargetSpec = None,
+        *,
+        layer: Any = None,
+        relu: bool = True,
+        max_batch: int | None = None,
+        progress: bool = False,
+    ) -> Explanation:
+        return run_cam(
+            name,
+            model,
+            inputs,
+            target,
+            layer,
+            weigh,
+            relu=relu,
+            gradients=gradients,
+            max_batch=max_batch,
+            progress=progress,
+        )
+
+    method.__name__ = method.__qualname__ = name
+    method.__module__ = weigh.__module__
+    method.__doc__ = f"{title} at ``layer`` (default: the last spatial layer).\n\nWeighting: {weigh.__doc__}"
+    passes = "1 forward + 1 backward to the layer" if gradients else "1 forward"
+    return register(name, kind="layer", passes=passes, summary=summary, paper=paper, needs_layer=True)(method)

@@ -11,15 +11,9 @@ channel-summed activation (where the layer is active), then the positive part is
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from torch import nn
 
-from ._cam import run_cam
-from ._common import TargetSpec
-from ._explanation import Explanation
-from ._registry import register
+from ._cam import cam_method
 
 
 def project(a: torch.Tensor) -> torch.Tensor:
@@ -42,34 +36,11 @@ def weigh(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return project(a)
 
 
-@register(
+eigen_cam = cam_method(
     "eigen_cam",
-    kind="layer",
-    passes="1 forward",
+    weigh,
+    title="Eigen-CAM (Muhammad & Yeasin 2020)",
     summary="projection of the layer's activations on their first principal component",
     paper="Muhammad & Yeasin 2020, Eigen-CAM (IJCNN)",
-    needs_layer=True,
+    gradients=False,
 )
-def eigen_cam(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    target: TargetSpec = None,
-    *,
-    layer: Any = None,
-    relu: bool = True,
-    max_batch: int | None = None,
-    progress: bool = False,
-) -> Explanation:
-    """Eigen-CAM (Muhammad & Yeasin 2020) at ``layer`` (default: the last spatial layer)."""
-    return run_cam(
-        "eigen_cam",
-        model,
-        inputs,
-        target,
-        layer,
-        weigh,
-        relu=relu,
-        gradients=False,
-        max_batch=max_batch,
-        progress=progress,
-    )

@@ -7,15 +7,9 @@ Localization", ICCV, eq. 1-2: ``alpha_k = (1/Z) sum_ij dy_c/dA^k_ij`` and
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from torch import nn
 
-from ._cam import run_cam
-from ._common import TargetSpec
-from ._explanation import Explanation
-from ._registry import register
+from ._cam import cam_method
 
 
 def weigh(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -24,25 +18,10 @@ def weigh(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return (alpha * a).sum(dim=1, keepdim=True)
 
 
-@register(
+grad_cam = cam_method(
     "grad_cam",
-    kind="layer",
-    passes="1 forward + 1 backward to the layer",
+    weigh,
+    title="Grad-CAM (Selvaraju et al. 2017)",
     summary="ReLU(sum_k mean(dy/dA_k) A_k) at a layer, upsampled to the input",
     paper="Selvaraju et al. 2017, Grad-CAM (ICCV)",
-    needs_layer=True,
 )
-def grad_cam(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    target: TargetSpec = None,
-    *,
-    layer: Any = None,
-    relu: bool = True,
-    max_batch: int | None = None,
-    progress: bool = False,
-) -> Explanation:
-    """Grad-CAM (Selvaraju et al. 2017) at ``layer`` (default: the last spatial layer)."""
-    return run_cam(
-        "grad_cam", model, inputs, target, layer, weigh, relu=relu, max_batch=max_batch, progress=progress
-    )

@@ -9,15 +9,9 @@ Where ``g = 0`` the coefficient is 0 (the paper's ReLU in eq. 7).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from torch import nn
 
-from ._cam import run_cam
-from ._common import TargetSpec
-from ._explanation import Explanation
-from ._registry import register
+from ._cam import cam_method
 
 
 def weigh(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -31,25 +25,10 @@ def weigh(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return (w * a).sum(dim=1, keepdim=True)
 
 
-@register(
+grad_cam_pp = cam_method(
     "grad_cam_pp",
-    kind="layer",
-    passes="1 forward + 1 backward to the layer",
+    weigh,
+    title="Grad-CAM++ (Chattopadhay et al. 2018)",
     summary="ReLU(sum_k w_k A_k), w_k = sum_ij a_ij ReLU(dy/dA_k_ij), a_ij from 2nd/3rd order terms",
     paper="Chattopadhay et al. 2018, Grad-CAM++ (WACV)",
-    needs_layer=True,
 )
-def grad_cam_pp(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    target: TargetSpec = None,
-    *,
-    layer: Any = None,
-    relu: bool = True,
-    max_batch: int | None = None,
-    progress: bool = False,
-) -> Explanation:
-    """Grad-CAM++ (Chattopadhay et al. 2018) at ``layer`` (default: the last spatial layer)."""
-    return run_cam(
-        "grad_cam_pp", model, inputs, target, layer, weigh, relu=relu, max_batch=max_batch, progress=progress
-    )

@@ -8,15 +8,9 @@ part like the other CAMs, ``relu=False`` returns it signed.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from torch import nn
 
-from ._cam import run_cam
-from ._common import TargetSpec
-from ._explanation import Explanation
-from ._registry import register
+from ._cam import cam_method
 
 
 def weigh(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -24,25 +18,10 @@ def weigh(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return (g * a).sum(dim=1, keepdim=True)
 
 
-@register(
+hires_cam = cam_method(
     "hires_cam",
-    kind="layer",
-    passes="1 forward + 1 backward to the layer",
+    weigh,
+    title="HiResCAM (Draelos & Carin 2020)",
     summary="sum_k dy/dA_k * A_k element-wise (ReLU'd for display unless relu=False)",
     paper="Draelos & Carin 2020, Use HiResCAM instead of Grad-CAM (arXiv:2011.08891)",
-    needs_layer=True,
 )
-def hires_cam(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    target: TargetSpec = None,
-    *,
-    layer: Any = None,
-    relu: bool = True,
-    max_batch: int | None = None,
-    progress: bool = False,
-) -> Explanation:
-    """HiResCAM (Draelos & Carin 2020) at ``layer`` (default: the last spatial layer)."""
-    return run_cam(
-        "hires_cam", model, inputs, target, layer, weigh, relu=relu, max_batch=max_batch, progress=progress
-    )

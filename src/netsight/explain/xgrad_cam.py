@@ -7,15 +7,9 @@ Explanation of CNNs", BMVC, eq. 13: ``w_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy_c
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from torch import nn
 
-from ._cam import run_cam
-from ._common import TargetSpec
-from ._explanation import Explanation
-from ._registry import register
+from ._cam import cam_method
 
 
 def weigh(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -25,25 +19,10 @@ def weigh(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return (w * a).sum(dim=1, keepdim=True)
 
 
-@register(
+xgrad_cam = cam_method(
     "xgrad_cam",
-    kind="layer",
-    passes="1 forward + 1 backward to the layer",
+    weigh,
+    title="XGrad-CAM (Fu et al. 2020)",
     summary="ReLU(sum_k w_k A_k), w_k = sum_ij (A_k_ij / sum A_k) dy/dA_k_ij",
     paper="Fu et al. 2020, Axiom-based Grad-CAM (BMVC)",
-    needs_layer=True,
 )
-def xgrad_cam(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    target: TargetSpec = None,
-    *,
-    layer: Any = None,
-    relu: bool = True,
-    max_batch: int | None = None,
-    progress: bool = False,
-) -> Explanation:
-    """XGrad-CAM (Fu et al. 2020) at ``layer`` (default: the last spatial layer)."""
-    return run_cam(
-        "xgrad_cam", model, inputs, target, layer, weigh, relu=relu, max_batch=max_batch, progress=progress
-    )
