@@ -468,6 +468,35 @@ def input_gradients(
     return g, s.detach(), classes
 
 
+def input_gradient_pass(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target,
+    *,
+    max_batch: int | None,
+    progress: bool,
+    desc: str,
+    prepare: Callable[[Hooks], Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, int, Any]:
+    """``d score / d x`` for every sample, in memory-sized chunks, inside one :func:`session`.
+
+    ``prepare(hooks)`` runs first (e.g. to install backward rules on the ReLUs). Returns
+    ``(gradients, classes, model calls, whatever prepare returned)``; shared by the gradient methods.
+    """
+    with session(model) as s:
+        extra = prepare(s.hooks) if prepare is not None else None
+        chunk = chunk_size(model, x, max_batch=max_batch)
+        grads, _, classes = with_target(
+            lambda xc, tc: input_gradients(model, xc, tc),
+            x,
+            target,
+            chunk=chunk,
+            progress=progress,
+            desc=desc,
+        )
+    return grads, classes, s.calls, extra
+
+
 def with_target(
     fn: Callable[..., Any],
     x: torch.Tensor,

@@ -16,13 +16,10 @@ from . import _relu_rules
 from ._common import (
     TargetSpec,
     check_inputs,
-    chunk_size,
-    input_gradients,
+    input_gradient_pass,
     no_layer,
     prepare_target,
     resolved,
-    session,
-    with_target,
 )
 from ._explanation import Explanation
 from ._registry import register
@@ -41,17 +38,20 @@ def relu_rule_gradients(
     """The input gradient with ``rule`` on every ReLU (shared by guided backprop and deconvnet)."""
     x = check_inputs(inputs)
     t = prepare_target(target, x.shape[0], x.device)
-    with session(model) as s:
-        n = _relu_rules.install(s.hooks, model, rule)
-        chunk = chunk_size(model, x, max_batch=max_batch)
-        grads, _, classes = with_target(
-            lambda xc, tc: input_gradients(model, xc, tc), x, t, chunk=chunk, progress=progress, desc=method
-        )
+    grads, classes, calls, n = input_gradient_pass(
+        model,
+        x,
+        t,
+        max_batch=max_batch,
+        progress=progress,
+        desc=method,
+        prepare=lambda hooks: _relu_rules.install(hooks, model, rule),
+    )
     return Explanation(
         attributions=grads,
         method=method,
         target=resolved(t, classes),
-        meta={"options": {"max_batch": max_batch}, "passes": s.calls, "relus": n},
+        meta={"options": {"max_batch": max_batch}, "passes": calls, "relus": n},
     )
 
 

@@ -15,13 +15,10 @@ from torch import nn
 from ._common import (
     TargetSpec,
     check_inputs,
-    chunk_size,
-    input_gradients,
+    input_gradient_pass,
     no_layer,
     prepare_target,
     resolved,
-    session,
-    with_target,
 )
 from ._explanation import Explanation
 from ._registry import register
@@ -47,19 +44,12 @@ def input_x_gradient(
     no_layer("input_x_gradient", layer)
     x = check_inputs(inputs)
     t = prepare_target(target, x.shape[0], x.device)
-    with session(model) as s:
-        chunk = chunk_size(model, x, max_batch=max_batch)
-        grads, _, classes = with_target(
-            lambda xc, tc: input_gradients(model, xc, tc),
-            x,
-            t,
-            chunk=chunk,
-            progress=progress,
-            desc="input_x_gradient",
-        )
+    grads, classes, calls, _ = input_gradient_pass(
+        model, x, t, max_batch=max_batch, progress=progress, desc="input_x_gradient"
+    )
     return Explanation(
         attributions=x.detach() * grads,
         method="input_x_gradient",
         target=resolved(t, classes),
-        meta={"options": {"max_batch": max_batch}, "passes": s.calls},
+        meta={"options": {"max_batch": max_batch}, "passes": calls},
     )

@@ -15,13 +15,10 @@ from torch import nn
 from ._common import (
     TargetSpec,
     check_inputs,
-    chunk_size,
-    input_gradients,
+    input_gradient_pass,
     no_layer,
     prepare_target,
     resolved,
-    session,
-    with_target,
 )
 from ._explanation import Explanation
 from ._registry import register
@@ -48,20 +45,13 @@ def saliency(
     no_layer("saliency", layer)
     x = check_inputs(inputs)
     t = prepare_target(target, x.shape[0], x.device)
-    with session(model) as s:
-        chunk = chunk_size(model, x, max_batch=max_batch)
-        grads, _, classes = with_target(
-            lambda xc, tc: input_gradients(model, xc, tc),
-            x,
-            t,
-            chunk=chunk,
-            progress=progress,
-            desc="saliency",
-        )
+    grads, classes, calls, _ = input_gradient_pass(
+        model, x, t, max_batch=max_batch, progress=progress, desc="saliency"
+    )
     attr = grads.abs() if abs else grads
     return Explanation(
         attributions=attr,
         method="saliency",
         target=resolved(t, classes),
-        meta={"options": {"abs": abs, "max_batch": max_batch}, "passes": s.calls},
+        meta={"options": {"abs": abs, "max_batch": max_batch}, "passes": calls},
     )
