@@ -245,7 +245,9 @@ class ActivationTap:
             self._idx.append(i)
             self._n.append(float(n))
             self._s.append(v.sum(dtype=torch.float32))
-            self._q.append(torch.mul(v, v).sum(dtype=torch.float32))
+            flat = v.reshape(-1)
+            f32 = torch.float32
+            self._q.append(torch.dot(flat, flat) if v.dtype == f32 else torch.mul(v, v).sum(dtype=f32))
             if self.zeros[i]:
                 nz = torch.sign(v) if self.relu[i] else torch.sign(v).abs_()
                 self._z_idx.append(len(self._idx) - 1)

@@ -11,19 +11,20 @@ its statistics pool every parameter it owns (weight and bias together):
   optimizer step's relative size, Schneider, Dangel & Hennig 2021, "Cockpit", the "update size"
   instrument)
 
-Every norm over all parameters is one ``torch._foreach_norm`` call (one kernel group per norm, not one
-per tensor); the per-layer pooling is an ``index_add_`` / ``scatter_reduce_`` on a vector of P values.
-Nothing leaves the device here.
+On the device, each statistic is one fused call over all parameters (``torch._foreach_norm`` for the
+L2 and L1 norms, ``torch._foreach_max`` for the largest |g|) giving one value per parameter; the few
+per-parameter values travel to the host with the rest of the step and are pooled by layer there
+(:meth:`ParamStats.pool_grads`, :meth:`ParamStats.pool_norms`), which costs microseconds in numpy
+against tens of small kernel launches on the device.
 """
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 from torch import nn
 
-#: Column order of :meth:`ParamStats.grads` (3) + :meth:`ParamStats.weights` (2).
+#: The parameter statistics, in the monitor's column order.
 PARAM_METRICS: tuple[str, ...] = ("grad_norm", "grad_abs_mean", "grad_abs_max", "weight_norm", "update_ratio")
 
 
@@ -51,66 +52,50 @@ class ParamStats:
         self.layers = layers
         self.params = params
         self._owner_list = owner
-        dev = params[0].device if params else torch.device("cpu")
-        self.device = dev
-        self.owner = torch.tensor(owner, dtype=torch.long, device=dev)
-        self.numel = torch.zeros(len(layers), dtype=torch.float64, device=dev).index_add_(
-            0, self.owner, torch.tensor([float(p.numel()) for p in params], dtype=torch.float64, device=dev)
+        self.owner = np.asarray(owner, dtype=np.int64)
+        self.device = params[0].device if params else torch.device("cpu")
+        self.numel = np.bincount(
+            self.owner, weights=np.array([float(p.numel()) for p in params]), minlength=len(layers)
         )
         self._before: list[torch.Tensor] | None = None
-        self._cache: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._keys: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.layers)
 
-    def _pool_sq(self, norms: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(len(self.layers), dtype=torch.float64, device=self.device)
-        return out.index_add_(0, idx, norms.double().square())
-
-    def grads(self, full: bool = True) -> torch.Tensor:
-        """``[L, 4]`` float64: grad_norm, grad_abs_mean, grad_abs_max (NaN for a layer with no grad), and
-        1.0 where the layer had a gradient (0.0 where not). ``full=False``: the norm only (one pass over
-        the gradients instead of three), the other two NaN."""
-        n = len(self.layers)
-        f64 = torch.float64
-        have = [(i, p.grad) for i, p in enumerate(self.params) if p.grad is not None]
-        out = torch.full((n, 3), math.nan, dtype=f64, device=self.device)
-        if not have:
-            return torch.cat([out, torch.zeros((n, 1), dtype=f64, device=self.device)], 1)
-        grads = [g for _, g in have]
-        if any(g.is_sparse for g in grads):
-            grads = [g.coalesce().values() if g.is_sparse else g for g in grads]
-        key = tuple(i for i, _ in have)
-        cached = self._cache.get(key)
-        if cached is None:  # host-to-device index tensors only when the set of gradients changes
-            idx = torch.tensor([self._owner_list[i] for i in key], dtype=torch.long, device=self.device)
-            has = torch.zeros(n, dtype=torch.bool, device=self.device)
-            has[idx] = True
-            numel = torch.zeros(n, dtype=f64, device=self.device).index_add_(
-                0, idx, torch.tensor([float(g.numel()) for g in grads], dtype=f64, device=self.device)
-            )
-            self._cache = {key: (idx, has, numel)}
-        else:
-            idx, has, numel = cached
-        l2 = torch.stack(torch._foreach_norm(grads, 2)).to(self.device)
-        cols = [self._pool_sq(l2, idx).sqrt()]
+    # -- on the device: one value per parameter ---------------------------------------------------
+    def grad_raw(self, full: bool = True) -> tuple[tuple[int, ...], torch.Tensor] | None:
+        """``(indices of the parameters that have a gradient, [k, 3] float32 L2, L1, L∞ norms)``
+        (``full=False``: ``[k, 1]``, the L2 norm only), or ``None`` when no parameter has a gradient."""
+        key: list[int] = []
+        grads: list[torch.Tensor] = []
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is not None:
+                key.append(i)
+                g = g.coalesce().values() if g.is_sparse else g
+                grads.append(g if g.numel() else g.new_zeros(1))
+        if not grads:
+            return None
+        cols = [torch.stack(torch._foreach_norm(grads, 2))]
         if full:
-            l1 = torch.stack(torch._foreach_norm(grads, 1)).to(self.device)
-            linf = torch.stack(torch._foreach_norm(grads, math.inf)).to(self.device)
-            abs_sum = torch.zeros(n, dtype=f64, device=self.device).index_add_(0, idx, l1.double())
-            mx = torch.full((n,), -math.inf, dtype=f64, device=self.device)
-            cols += [abs_sum / numel, mx.scatter_reduce(0, idx, linf.double(), reduce="amax")]
-        else:
-            cols += [out[:, 1], out[:, 2]]
-        res = torch.where(has[:, None], torch.stack(cols, dim=1), out)
-        return torch.cat([res, has[:, None].double()], dim=1)
+            cols.append(torch.stack(torch._foreach_norm(grads, 1)))
+            hi = torch.stack(torch._foreach_max(grads))
+            lo = torch.stack(torch._foreach_max(torch._foreach_neg(grads))) if self._small(grads) else None
+            if lo is None:  # large tensors: no negated copies; one min/max pass per tensor
+                lo = torch.stack([-torch.aminmax(g)[0] for g in grads])
+            cols.append(torch.maximum(hi, lo))
+        return tuple(key), torch.stack(cols, dim=1).float()
 
-    def weight_norms(self) -> torch.Tensor:
-        """``[L]`` float64 weight norms."""
+    @staticmethod
+    def _small(grads: list[torch.Tensor]) -> bool:
+        return sum(g.numel() for g in grads) <= 1 << 20
+
+    def weight_raw(self) -> torch.Tensor:
+        """``[P]`` float32 L2 norm of every parameter."""
         if not self.params:
-            return torch.zeros(0, dtype=torch.float64, device=self.device)
-        w = [p.detach() for p in self.params]
-        return self._pool_sq(torch.stack(torch._foreach_norm(w, 2)).to(self.device), self.owner).sqrt()
+            return torch.zeros(0, device=self.device)
+        return torch.stack(torch._foreach_norm([p.detach() for p in self.params], 2)).float()
 
     # -- update ratio: snapshot before the optimizer step, compare after ------------------------
     def snapshot(self) -> None:
@@ -127,22 +112,55 @@ class ParamStats:
     def has_snapshot(self) -> bool:
         return self._before is not None
 
-    def updates(self, weight_norm_before: torch.Tensor | None = None) -> torch.Tensor:
-        """``[L]`` float64 ``||w - w_snapshot|| / ||w_snapshot||``; NaN without a snapshot.
+    def update_raw(self) -> torch.Tensor | None:
+        """``[P]`` float32 ``||w - w_snapshot||`` per parameter, or ``None`` without a snapshot.
 
         The snapshot buffers are consumed (overwritten by the difference); call :meth:`snapshot` again.
         """
-        n = len(self.layers)
         if self._before is None or not self.params:
-            return torch.full((n,), math.nan, dtype=torch.float64, device=self.device)
-        before = self._before
-        if weight_norm_before is None:
-            weight_norm_before = self._pool_sq(
-                torch.stack(torch._foreach_norm(before, 2)).to(self.device), self.owner
-            ).sqrt()
-        torch._foreach_sub_(before, [p.detach() for p in self.params])
-        diff = self._pool_sq(torch.stack(torch._foreach_norm(before, 2)).to(self.device), self.owner).sqrt()
-        return diff / weight_norm_before
+            return None
+        torch._foreach_sub_(self._before, [p.detach() for p in self.params])
+        return torch.stack(torch._foreach_norm(self._before, 2)).float()
 
     def release(self) -> None:
         self._before = None
+
+    # -- on the host: pooled by layer -----------------------------------------------------------
+    def _key(self, key: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cached = self._keys.get(key)
+        if cached is None:
+            owner = self.owner[list(key)]
+            n = len(self.layers)
+            has = np.bincount(owner, minlength=n) > 0
+            numel = np.bincount(
+                owner, weights=np.array([float(self.params[i].numel()) for i in key]), minlength=n
+            )
+            if len(self._keys) > 8:
+                self._keys.clear()
+            cached = self._keys[key] = (owner, has, numel)
+        return cached
+
+    def pool_grads(self, key: tuple[int, ...], raw: np.ndarray) -> np.ndarray:
+        """``[L, 4]`` float64: grad_norm, grad_abs_mean, grad_abs_max (NaN where not measured or no
+        gradient), and 1.0 where the layer had a gradient, from :meth:`grad_raw`'s values."""
+        n = len(self.layers)
+        out = np.full((n, 4), np.nan)
+        out[:, 3] = 0.0
+        if not key:
+            return out
+        owner, has, numel = self._key(key)
+        raw = raw.astype(np.float64, copy=False)
+        out[has, 0] = np.sqrt(np.bincount(owner, weights=np.square(raw[:, 0]), minlength=n)[has])
+        if raw.shape[1] == 3:
+            out[has, 1] = np.bincount(owner, weights=raw[:, 1], minlength=n)[has] / numel[has]
+            mx = np.full(n, -np.inf)
+            with np.errstate(invalid="ignore"):  # NaN gradients give NaN, as they should
+                np.maximum.at(mx, owner, raw[:, 2])
+            out[has, 2] = mx[has]
+        out[has, 3] = 1.0
+        return out
+
+    def pool_norms(self, raw: np.ndarray) -> np.ndarray:
+        """``[L]`` float64 ``sqrt(Σ_p raw_p²)`` per layer, from one value per parameter."""
+        sq = np.bincount(self.owner, weights=np.square(raw.astype(np.float64)), minlength=len(self.layers))
+        return np.sqrt(sq)

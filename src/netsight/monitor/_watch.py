@@ -46,12 +46,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -94,6 +95,7 @@ class StepRecord:
     values: np.ndarray  # [L, len(METRICS)] float64
     hists: dict[str, tuple[list[str], np.ndarray]]  # kind -> (layers, counts [l, E + 1])
     written: bool = False
+    cols: int = len(METRICS)  # the first ``cols`` metrics were measured (1: a gradient-norm-only step)
 
 
 class Monitor:
@@ -167,7 +169,8 @@ class Monitor:
         self.distributed = distributed
         self.writes = distributed == "per_rank" or self.rank == 0
         self.run = self._open_run(run)
-        self.alerts: list[Any] = []
+        self._alerts: list[Any] = []
+        self._last: StepRecord | None = None
         self.step_count = 0
         self.start_step = int(start_step)
 
@@ -192,7 +195,7 @@ class Monitor:
         self._p_rows = np.array([pos[n] for n in self.params.layers], dtype=np.int64)
         self._a_rows = np.array([pos[n] for n in (self.tap.layers if self.tap else [])], dtype=np.int64)
         self.numel = np.zeros(len(self.layers))
-        self.numel[self._p_rows] = self.params.numel.cpu().numpy()
+        self.numel[self._p_rows] = self.params.numel
         self._sat_rows = (
             np.array([pos[n] for n, b in zip(self.tap.layers, self.tap.sat) if b is not None], dtype=np.int64)
             if self.tap
@@ -202,7 +205,6 @@ class Monitor:
         self.maps_k = maps_k
         self._maps_layers = maps_layers
         self._handles = HandleList()
-        self._grads: torch.Tensor | None = None
         self._wn: torch.Tensor | None = None
         self._prev_wn: torch.Tensor | None = None
         self._phist: dict[str, torch.Tensor] = {}
@@ -376,18 +378,24 @@ class Monitor:
     def _before_update(self) -> None:
         step = self.start_step + self.step_count
         full = self._full(step)
+        if not full and not (self.tap is not None and self.tap.is_open):
+            self._cheap_before()
+            return
         with torch.no_grad():
-            self._grads = self.params.grads(full)
-            self._wn = self.params.weight_norms() if full else None
+            self._graw = self.params.grad_raw(full)
+            self._wn = self.params.weight_raw() if full else None
             if full and self.update_ratio and self.optimizer is not None:
                 self.params.snapshot()
             self._origin = None
             tapped = self.tap is not None and self.tap.is_open
-            if self.nan_origin and not tapped and len(self.params):
-                g = self._grads
-                # one host read per step (a sync on accelerators); the replay runs only when it fires
-                if bool(((g[:, 3] > 0) & ~torch.isfinite(g[:, 0])).any()):
-                    self._origin = self._replay()
+            # one host read per step (a sync on accelerators); the replay runs only when it fires
+            if (
+                self.nan_origin
+                and not tapped
+                and self._graw is not None
+                and not math.isfinite(float(self._graw[1][:, 0].sum()))
+            ):
+                self._origin = self._replay()
             heavy = self.histograms and self.heavy(step)
             self._phist = {}
             if heavy:
@@ -399,6 +407,41 @@ class Monitor:
                 self._phist["grad"] = histograms(
                     [g for g, _ in grads], [o for _, o in grads], len(p), self.bins, self.hist_sample
                 )
+
+    def _cheap_before(self) -> None:
+        """A gradient-norm-only step: one ``_foreach_norm`` and, for the NaN rule, one host read."""
+        self._wn = None
+        self._phist = {}
+        self._origin = None
+        with torch.no_grad():
+            self._graw = self.params.grad_raw(full=False)
+            if self.nan_origin and self._graw is not None and not math.isfinite(float(self._graw[1].sum())):
+                self._origin = self._replay()
+
+    _graw: tuple[tuple[int, ...], torch.Tensor] | None = None
+
+    def _cheap_collect(self, step: int) -> None:
+        raw = self._graw if self._graw is not None else self.params.grad_raw(full=False)
+        self._graw = None
+        key, norms = raw if raw is not None else ((), torch.zeros((0, 1)))
+        meta: dict[str, Any] = {"step": step, "heavy": False, "cheap": key, "origin": self._origin}
+        self._origin = None
+        with torch.no_grad():
+            norms = norms.detach().float()
+            if norms.device.type == "cuda":
+                host = norms.to("cpu", non_blocking=True)
+                event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+                event.record()
+            else:
+                host, event = norms.cpu(), None
+            if self.optimizer is None and self.update_ratio and self._full(step + 1):
+                self.params.snapshot()  # the next step's update is measured against these weights
+                self._prev_wn = self.params.weight_raw()
+            else:
+                self._prev_wn = None
+        self.step_count += 1
+        self._arm_tap(self.start_step + self.step_count)
+        self._queue(meta, host, event)
 
     def _manual(self, what: str, step: int | None) -> None:
         if not self._open:
@@ -441,24 +484,30 @@ class Monitor:
         step = self.start_step + self.step_count
         heavy = self.heavy(step)
         full = self._full(step)
+        if not full and not (self.tap is not None and self.tap.is_open):
+            self._cheap_collect(step)
+            return
         with torch.no_grad():
             dev = self.device
-            lp = len(self.params)
-            nan = torch.full((lp,), math.nan, dtype=torch.float64, device=dev)
-            grads = self._grads if self._grads is not None else self.params.grads(full)
-            wn = self._wn if self._wn is not None else nan
-            upd = nan
+            graw = self._graw if self._graw is not None else self.params.grad_raw(full)
+            key, gvals = graw if graw is not None else ((), torch.zeros((0, 3), device=dev))
+            wn = self._wn
+            upd = ref = None
             if full and self.update_ratio and (self.optimizer is not None or self._wn_for_update is not None):
                 ref = wn if self.optimizer is not None else self._wn_for_update
-                if self.params.has_snapshot:
-                    upd = self.params.updates(ref)
+                upd = self.params.update_raw() if ref is not None else None
             if self.optimizer is None and self.update_ratio and self._full(step + 1):
                 self.params.snapshot()  # the next step's update is measured against these weights
-                self._prev_wn = wn if full else self.params.weight_norms()
+                self._prev_wn = wn if wn is not None else self.params.weight_raw()
             else:
                 self._prev_wn = None
-            parts = [grads.reshape(-1), wn, upd]
-            meta: dict[str, Any] = {"step": step, "heavy": heavy, "lp": lp, "origin": self._origin}
+            parts = [gvals.reshape(-1)]
+            pmeta = {"gkey": key, "gcols": int(gvals.shape[1]), "wn": wn is not None, "upd": upd is not None}
+            if wn is not None:
+                parts.append(wn)
+            if upd is not None and ref is not None:
+                parts += [upd, ref]
+            meta: dict[str, Any] = {"step": step, "heavy": heavy, "origin": self._origin, **pmeta}
             self._origin = None
             if self.tap is not None and self.tap.is_open:
                 self._tapped_steps += 1
@@ -487,7 +536,7 @@ class Monitor:
                     parts.append(self._phist[kind].reshape(-1).to(dev))
                     meta.setdefault("phist", []).append(kind)
             flat = torch.cat([p.to(dev, torch.float64) for p in parts])
-            self._grads = self._wn = None
+            self._graw = self._wn = None
             self._phist = {}
             if flat.device.type == "cuda":
                 host = flat.to("cpu", non_blocking=True)
@@ -497,10 +546,47 @@ class Monitor:
                 host, event = flat.cpu(), None
         self.step_count += 1
         self._arm_tap(self.start_step + self.step_count)
-        self._pending.append((meta, host, event))
-        self._drain(all_pending=event is None)
+        self._queue(meta, host, event, urgent=True)
         if heavy and self.probe is not None and self.run is not None:
             self._maps(step)
+
+    #: collected steps wait on the host side in batches of this many (or this many seconds), so that
+    #: the rules and the store's queue run back to back on warm caches instead of between every
+    #: forward and backward; a non-finite step, a full step, ``mon.last``, ``mon.alerts`` and
+    #: ``close()`` process what waits at once
+    HOST_BATCH = 8
+    HOST_LAG_S = 0.25
+
+    def _queue(self, meta: dict[str, Any], host: torch.Tensor, event: Any, *, urgent: bool = False) -> None:
+        now = time.monotonic()
+        meta["t"] = now
+        self._pending.append((meta, host, event))
+        p = self._pending
+        if (
+            urgent
+            or meta.get("origin") is not None
+            or len(p) >= self.HOST_BATCH
+            or now - p[0][0]["t"] > self.HOST_LAG_S
+        ):
+            self._drain(all_pending=event is None)
+
+    @property
+    def last(self) -> StepRecord | None:
+        """The latest collected step (its per-layer values, histograms), or ``None`` before the first."""
+        if self._open:
+            self._drain(all_pending=True)
+        return self._last
+
+    @property
+    def alerts(self) -> list[Any]:
+        """Every alert raised so far (:class:`netsight.store.Alert`)."""
+        if self._open:
+            self._drain(all_pending=True)
+        return self._alerts
+
+    def flush(self) -> None:
+        """Process every collected step now (diagnosis, writing); the monitor does it by itself."""
+        self._drain(all_pending=True)
 
     def _drain(self, all_pending: bool) -> None:
         # on CUDA, keep the newest step's copy in flight; the previous ones have long arrived
@@ -512,20 +598,26 @@ class Monitor:
 
     # -- host side ------------------------------------------------------------------------------
     def _process(self, meta: dict[str, Any], v: np.ndarray) -> None:
+        if "cheap" in meta:
+            self._process_cheap(meta, v)
+            return
         step = meta["step"]
-        lp = meta["lp"]
+        lp = len(self.params)
         nm = len(METRICS)
         values = np.full((len(self.layers), nm), np.nan)
-        off = 0
-        g = v[off : off + lp * 4].reshape(lp, 4)
-        off += lp * 4
-        wn = v[off : off + lp]
-        off += lp
-        upd = v[off : off + lp]
-        off += lp
+        key = meta["gkey"]
+        off = len(key) * meta["gcols"]
+        g = self.params.pool_grads(key, v[:off].reshape(len(key), meta["gcols"]))
         values[self._p_rows, 0:3] = g[:, :3]
-        values[self._p_rows, 3] = wn
-        values[self._p_rows, 4] = upd
+        npar = len(self.params.params)
+        if meta["wn"]:
+            values[self._p_rows, 3] = self.params.pool_norms(v[off : off + npar])
+            off += npar
+        if meta["upd"]:
+            upd, ref = v[off : off + npar], v[off + npar : off + 2 * npar]
+            off += 2 * npar
+            with np.errstate(all="ignore"):
+                values[self._p_rows, 4] = self.params.pool_norms(upd) / self.params.pool_norms(ref)
         has_grad = np.zeros(len(self.layers), dtype=bool)
         has_grad[self._p_rows] = g[:, 3] > 0
         fwd_origin = meta.get("origin")
@@ -569,12 +661,27 @@ class Monitor:
         for kind in meta.get("phist", []):
             hists[kind] = (list(self.params.layers), v[off : off + lp * bins].reshape(lp, bins))
             off += lp * bins
-        record = StepRecord(step, values, hists)
+        self._diagnose(StepRecord(step, values, hists), has_grad, fwd_origin, bwd_origin)
+
+    def _process_cheap(self, meta: dict[str, Any], v: np.ndarray) -> None:
+        """Pool the parameters' gradient norms by layer on the host (a handful of values)."""
+        g = self.params.pool_grads(meta["cheap"], v.reshape(-1, 1))
+        values = np.full((len(self.layers), len(METRICS)), np.nan)
+        values[self._p_rows, 0] = g[:, 0]
+        has_grad = np.zeros(len(self.layers), dtype=bool)
+        has_grad[self._p_rows] = g[:, 3] > 0
+        self._diagnose(StepRecord(meta["step"], values, {}, cols=1), has_grad, meta.get("origin"), None)
+
+    def _diagnose(
+        self, record: StepRecord, has_grad: np.ndarray, fwd_origin: str | None, bwd_origin: str | None
+    ) -> None:
+        """Run the rules on a collected step, then write it (or keep it in the ring buffer)."""
+        step = record.step
         view = StepView(
             step=step,
             layers=self.layers,
             metrics=METRICS,
-            values=values,
+            values=record.values,
             numel=self.numel,
             has_grad=has_grad,
             fwd_origin=fwd_origin,
@@ -596,15 +703,25 @@ class Monitor:
                 self.ring.clear()
         elif self._ring_on:
             self.ring.append(record)
-        self.last = record
+        self._last = record
         self._alert(step, findings)
 
     def _write(self, rec: StepRecord) -> None:
         if self.run is None:
             return
-        self.run.log_layers(rec.step, self.layers, list(METRICS), rec.values.astype(np.float32))
+        if rec.cols == len(METRICS):
+            self.run.log_layers(rec.step, self.layers, self._metric_list, rec.values.astype(np.float32))
+        else:  # a gradient-norm-only step: the other metrics were not measured, nothing to store
+            self.run.log_layers(
+                rec.step,
+                self.layers,
+                self._metric_list[: rec.cols],
+                rec.values[:, : rec.cols].astype(np.float32),
+            )
         for kind, (layers, counts) in rec.hists.items():
             self.run.log_histograms(rec.step, kind, layers, self.edges, counts)
+
+    _metric_list: ClassVar[list[str]] = list(METRICS)
 
     def _alert(self, step: int, findings: Sequence[Finding]) -> None:
         if not findings:
@@ -616,7 +733,7 @@ class Monitor:
             alert = Alert(
                 step=step, layer=f.layer, rule=f.rule, value=f.value, message=f.message, severity=f.severity
             )
-            self.alerts.append(alert)
+            self._alerts.append(alert)
             if self.writes:
                 logger.warning("%s", f.message)
                 if self.run is not None:

@@ -33,8 +33,6 @@ Rules (registry names):
 from __future__ import annotations
 
 import math
-import warnings
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -92,27 +90,51 @@ class StepView:
 
 
 class _Latch:
-    """Per-layer "fire once per episode" state with patience on both edges."""
+    """Per-layer "fire once per episode" state with patience on both edges, vectorised over layers.
+
+    For each key that applies this step: while the condition holds, ``on`` counts up (``off`` resets)
+    and the key fires once ``on`` reaches ``patience``; while it is clear, ``off`` counts up and the key
+    re-arms once ``off`` reaches ``patience``. Keys that do not apply keep their counters.
+    """
 
     def __init__(self, patience: int) -> None:
         self.patience = max(1, int(patience))
-        self.on: dict[str, int] = {}
-        self.off: dict[str, int] = {}
-        self.fired: set[str] = set()
+        self.keys: list[str] | None = None
+        self.on = np.zeros(0, dtype=np.int64)
+        self.off = np.zeros(0, dtype=np.int64)
+        self.fired = np.zeros(0, dtype=bool)
+
+    def _for(self, keys: list[str]) -> None:
+        if self.keys is not keys and self.keys != keys:
+            old = dict(zip(self.keys or [], range(len(self.keys or []))))
+            pos = np.array([old.get(k, -1) for k in keys], dtype=np.int64)
+            keep = pos >= 0
+            on, off, fired = (
+                np.zeros(len(keys), np.int64),
+                np.zeros(len(keys), np.int64),
+                np.zeros(len(keys), bool),
+            )
+            on[keep], off[keep], fired[keep] = self.on[pos[keep]], self.off[pos[keep]], self.fired[pos[keep]]
+            self.on, self.off, self.fired = on, off, fired
+        self.keys = keys
+
+    def update_many(self, keys: list[str], applies: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        """Advance every key where ``applies``; the indices of the keys that fire now."""
+        self._for(keys)
+        hot = applies & cond
+        cold = applies & ~cond
+        self.off[hot] = 0
+        self.on[hot] += 1
+        self.on[cold] = 0
+        self.off[cold] += 1
+        fire = hot & ~self.fired & (self.on >= self.patience)
+        self.fired |= fire
+        self.fired &= ~(cold & (self.off >= self.patience))
+        return np.flatnonzero(fire)
 
     def update(self, key: str, cond: bool) -> bool:
-        if cond:
-            self.off[key] = 0
-            self.on[key] = self.on.get(key, 0) + 1
-            if key not in self.fired and self.on[key] >= self.patience:
-                self.fired.add(key)
-                return True
-            return False
-        self.on[key] = 0
-        self.off[key] = self.off.get(key, 0) + 1
-        if key in self.fired and self.off[key] >= self.patience:
-            self.fired.discard(key)
-        return False
+        """One key (a rule about the whole model)."""
+        return bool(self.update_many([key], np.ones(1, bool), np.array([cond])).size)
 
 
 @runtime_checkable
@@ -125,32 +147,69 @@ class Detector(Protocol):
 
 
 class _History:
-    """The last ``window`` values of one metric per layer."""
+    """The last ``window`` values of one metric per layer, in a preallocated ring."""
 
     def __init__(self, window: int) -> None:
-        self.rows: deque[np.ndarray] = deque(maxlen=max(2, int(window)))
+        self.window = max(2, int(window))
         self.layers: list[str] | None = None
+        self.buf = np.zeros((0, 0))
+        self.count = 0
 
-    def push(self, layers: list[str], row: np.ndarray) -> np.ndarray:
-        if self.layers != layers:
-            self.rows.clear()
-            self.layers = list(layers)
-        past = np.array(self.rows) if self.rows else np.zeros((0, len(layers)))
-        self.rows.append(row.copy())
-        return past
+    def check(self, layers: list[str]) -> None:
+        """Start afresh when the layers change."""
+        if self.layers is not layers and self.layers != layers:
+            self.layers = layers
+            self.buf = np.zeros((self.window, len(layers)))
+            self.count = 0
+
+    def __len__(self) -> int:
+        return min(self.count, self.window)
+
+    def rows(self) -> np.ndarray:
+        """Every remembered row, in ring order (for order-free statistics: median, maximum)."""
+        return self.buf[: len(self)]
+
+    def _span(self, start: int, k: int) -> np.ndarray:
+        return self.buf[np.arange(start, start + k) % self.window]
+
+    def oldest(self, k: int) -> np.ndarray:
+        n = min(k, len(self))
+        return self._span(self.count - len(self), n)
+
+    def newest(self, k: int) -> np.ndarray:
+        n = min(k, len(self))
+        return self._span(self.count - n, n)
+
+    def push(self, row: np.ndarray) -> None:
+        self.buf[self.count % self.window] = row
+        self.count += 1
 
 
 def _median_rows(a: np.ndarray) -> np.ndarray:
     """Column medians of ``a`` ignoring non-finite values (NaN where a column has none); fast for the
     few rows the rules use, without numpy's masked-array path."""
-    if a.shape[0] == 0:
+    k = a.shape[0]
+    if k == 0:
         return np.full(a.shape[1:], np.nan)
-    b = np.sort(np.where(np.isfinite(a), a, np.inf), axis=0)
-    n = np.isfinite(a).sum(axis=0)
-    lo = np.take_along_axis(b, np.clip((n - 1) // 2, 0, None)[None, :], axis=0)[0]
-    hi = np.take_along_axis(b, np.clip(n // 2, 0, None)[None, :], axis=0)[0]
-    with np.errstate(all="ignore"):
-        return np.where(n > 0, (lo + hi) / 2, np.nan)
+    finite = np.isfinite(a)
+    full = finite.all(axis=0)
+    if full.all():
+        b = np.sort(a, axis=0)
+        med: np.ndarray = (b[(k - 1) // 2] + b[k // 2]) / 2
+        return med
+    out = np.full(a.shape[1], np.nan)
+    if full.any():  # columns without gaps (layers with parameters): the plain median
+        b = np.sort(a[:, full], axis=0)
+        out[full] = (b[(k - 1) // 2] + b[k // 2]) / 2
+    mixed = finite.any(axis=0) & ~full
+    if mixed.any():
+        f = finite[:, mixed]
+        b = np.sort(np.where(f, a[:, mixed], np.inf), axis=0)
+        n = f.sum(axis=0)
+        lo = np.take_along_axis(b, ((n - 1) // 2)[None, :], axis=0)[0]
+        hi = np.take_along_axis(b, (n // 2)[None, :], axis=0)[0]
+        out[mixed] = (lo + hi) / 2
+    return out
 
 
 def _positive(name: str, value: float) -> float:
@@ -172,37 +231,38 @@ class Vanishing:
 
     def __call__(self, view: StepView) -> list[Finding]:
         g = view.col("grad_norm")
-        past = self.hist.push(view.layers, g)
+        self.hist.check(view.layers)
+        past = self.hist.rows()
+        with np.errstate(all="ignore"):
+            if len(past) >= 10:
+                peak = np.where(np.isfinite(past), past, -np.inf).max(axis=0)
+                fell = (peak > 0) & np.isfinite(peak) & (g < peak / self.fall)
+            else:
+                peak = np.full(g.shape, np.nan)
+                fell = np.zeros(g.shape, dtype=bool)
+        self.hist.push(g)
         has = (view.numel > 0) & np.isfinite(g)
         out: list[Finding] = []
         if not has.any():
             return out
-        rms = np.where(has, g / np.sqrt(np.maximum(view.numel, 1)), np.nan)
-        ref = float(np.median(rms[has]))
-        peak = None
-        if len(past) >= 10:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, skipped
-                peak = np.nanmax(np.where(np.isfinite(past), past, np.nan), axis=0)
-        for i in np.flatnonzero(has):
+        with np.errstate(all="ignore"):
+            rms = np.where(has, g / np.sqrt(np.maximum(view.numel, 1)), np.nan)
+            ref = float(_median_rows(rms[has][:, None])[0])
+            low = (rms < self.ratio * ref) if ref > 0 else np.zeros(g.shape, dtype=bool)
+        for i in self.latch.update_many(view.layers, has, low | fell):
             name = view.layers[i]
-            low = ref > 0 and rms[i] < self.ratio * ref
-            fell = peak is not None and np.isfinite(peak[i]) and peak[i] > 0 and g[i] < peak[i] / self.fall
-            if self.latch.update(name, bool(low or fell)):
-                if low:
-                    msg = (
-                        f"vanishing gradient in {name!r} at step {view.step}: RMS gradient {rms[i]:.3g} is "
-                        f"{rms[i] / ref:.2g}x the network's median {ref:.3g} (rule: < {self.ratio:g}x)"
-                    )
-                    out.append(Finding(self.name, name, float(g[i]), msg))
-                else:
-                    assert peak is not None
-                    msg = (
-                        f"vanishing gradient in {name!r} at step {view.step}: gradient norm {g[i]:.3g} fell "
-                        f"{peak[i] / max(g[i], 1e-300):.3g}x below its recent maximum {peak[i]:.3g} "
-                        f"(rule: ≥ {self.fall:g}x)"
-                    )
-                    out.append(Finding(self.name, name, float(g[i]), msg))
+            if low[i]:
+                msg = (
+                    f"vanishing gradient in {name!r} at step {view.step}: RMS gradient {rms[i]:.3g} is "
+                    f"{rms[i] / ref:.2g}x the network's median {ref:.3g} (rule: < {self.ratio:g}x)"
+                )
+            else:
+                msg = (
+                    f"vanishing gradient in {name!r} at step {view.step}: gradient norm {g[i]:.3g} fell "
+                    f"{peak[i] / max(g[i], 1e-300):.3g}x below its recent maximum {peak[i]:.3g} "
+                    f"(rule: ≥ {self.fall:g}x)"
+                )
+            out.append(Finding(self.name, name, float(g[i]), msg))
         return out
 
 
@@ -222,34 +282,34 @@ class Exploding:
 
     def __call__(self, view: StepView) -> list[Finding]:
         g = view.col("grad_norm")
-        past = self.hist.push(view.layers, g)
+        hist = self.hist
+        hist.check(view.layers)
         out: list[Finding] = []
-        if len(past) < self.min_history:
+        if len(hist) < self.min_history:
+            hist.push(g)
             return out
+        past = hist.rows()
         valid = np.isfinite(past).sum(axis=0)
         with np.errstate(all="ignore"):
             med = _median_rows(past)
-            jumped_all = (valid >= self.min_history) & (med > 0) & (g > self.jump * med)
-            first = _median_rows(past[:5])
-            last = _median_rows(np.vstack([past[-4:], g[None, :]]))
-            grew_all = (first > 0) & (last > self.growth * first)
-        for i, name in enumerate(view.layers):
-            if not np.isfinite(g[i]):
-                continue
-            jumped = bool(jumped_all[i])
-            grew = bool(grew_all[i])
-            if self.latch.update(name, jumped or grew):
-                if jumped:
-                    msg = (
-                        f"exploding gradient in {name!r} at step {view.step}: gradient norm {g[i]:.3g} is "
-                        f"{g[i] / med[i]:.3g}x its recent median {med[i]:.3g} (rule: > {self.jump:g}x)"
-                    )
-                else:
-                    msg = (
-                        f"exploding gradient in {name!r} at step {view.step}: gradient norm grew "
-                        f"{last[i] / first[i]:.3g}x over the window (rule: > {self.growth:g}x)"
-                    )
-                out.append(Finding(self.name, name, float(g[i]), msg))
+            jumped = (valid >= self.min_history) & (med > 0) & (g > self.jump * med)
+            first = _median_rows(hist.oldest(5))
+            last = _median_rows(np.vstack([hist.newest(4), g[None, :]]))
+            grew = (first > 0) & (last > self.growth * first)
+        hist.push(g)
+        for i in self.latch.update_many(view.layers, np.isfinite(g), jumped | grew):
+            name = view.layers[i]
+            if jumped[i]:
+                msg = (
+                    f"exploding gradient in {name!r} at step {view.step}: gradient norm {g[i]:.3g} is "
+                    f"{g[i] / med[i]:.3g}x its recent median {med[i]:.3g} (rule: > {self.jump:g}x)"
+                )
+            else:
+                msg = (
+                    f"exploding gradient in {name!r} at step {view.step}: gradient norm grew "
+                    f"{last[i] / first[i]:.3g}x over the window (rule: > {self.growth:g}x)"
+                )
+            out.append(Finding(self.name, name, float(g[i]), msg))
         return out
 
 
@@ -266,15 +326,19 @@ class DeadUnits:
 
     def __call__(self, view: StepView) -> list[Finding]:
         d = view.col("dead_frac")
+        ok = np.isfinite(d)
+        if not ok.any():
+            return []
         out: list[Finding] = []
-        for i in np.flatnonzero(np.isfinite(d)):
+        with np.errstate(invalid="ignore"):
+            cond = d >= self.fraction
+        for i in self.latch.update_many(view.layers, ok, cond):
             name = view.layers[i]
-            if self.latch.update(name, bool(d[i] >= self.fraction)):
-                msg = (
-                    f"dead units in {name!r} at step {view.step}: {d[i]:.0%} of its units output zero for "
-                    f"every sample over the window (rule: ≥ {self.fraction:.0%})"
-                )
-                out.append(Finding(self.name, name, float(d[i]), msg))
+            msg = (
+                f"dead units in {name!r} at step {view.step}: {d[i]:.0%} of its units output zero for "
+                f"every sample over the window (rule: ≥ {self.fraction:.0%})"
+            )
+            out.append(Finding(self.name, name, float(d[i]), msg))
         return out
 
 
@@ -330,15 +394,19 @@ class Saturation:
 
     def __call__(self, view: StepView) -> list[Finding]:
         s = view.col("act_sat_frac")
+        ok = np.isfinite(s)
+        if not ok.any():
+            return []
         out: list[Finding] = []
-        for i in np.flatnonzero(np.isfinite(s)):
+        with np.errstate(invalid="ignore"):
+            cond = s >= self.fraction
+        for i in self.latch.update_many(view.layers, ok, cond):
             name = view.layers[i]
-            if self.latch.update(name, bool(s[i] >= self.fraction)):
-                msg = (
-                    f"saturation in {name!r} at step {view.step}: {s[i]:.0%} of its outputs are within 1% "
-                    f"of a bound for {self.latch.patience} steps (rule: ≥ {self.fraction:.0%})"
-                )
-                out.append(Finding(self.name, name, float(s[i]), msg))
+            msg = (
+                f"saturation in {name!r} at step {view.step}: {s[i]:.0%} of its outputs are within 1% "
+                f"of a bound for {self.latch.patience} steps (rule: ≥ {self.fraction:.0%})"
+            )
+            out.append(Finding(self.name, name, float(s[i]), msg))
         return out
 
 
