@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pytest
@@ -262,3 +263,51 @@ def test_serve_starts_the_dashboard_on_the_runs_store(tmp_path: object) -> None:
             assert "served" in reply.text
         finally:
             mon.server.stop()
+
+
+def test_window_medians_match_numpy_with_gaps() -> None:
+    from netsight.monitor.detectors import _median_rows
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        a = rng.random((int(rng.integers(1, 12)), 7))
+        a[rng.random(a.shape) < 0.3] = np.nan
+        a[:, 0] = np.nan  # a layer without parameters: never a gradient norm
+        a[rng.random(a.shape) < 0.05] = np.inf
+        want = [np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan for c in a.T]
+        np.testing.assert_allclose(_median_rows(a), want)
+
+
+def test_rules_fire_once_per_episode_with_patience_on_both_edges() -> None:
+    from netsight.monitor.detectors import _Latch
+
+    latch = _Latch(3)
+    keys = ["a", "b"]
+    seq_a = [1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1]  # fires at 2; re-arms after 3 clear; fires at 13
+    fired = []
+    for t, c in enumerate(seq_a):
+        hits = latch.update_many(keys, np.array([True, False]), np.array([bool(c), True]))
+        fired += [(t, keys[i]) for i in hits]
+    assert fired == [(2, "a"), (13, "a")]  # "b" never applies, so it never fires
+
+
+def test_host_work_waits_in_batches_and_reading_drains_it() -> None:
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with ns.watch(net, optimizer=opt, stats=1000, heavy="never") as mon:
+        for _ in range(3):
+            opt.zero_grad()
+            F.cross_entropy(net(torch.randn(8, 4)), torch.zeros(8, dtype=torch.long)).backward()
+            g = net[2].weight.grad
+            b = net[2].bias.grad
+            assert g is not None
+            assert b is not None
+            want = math.sqrt(float(g.double().square().sum() + b.double().square().sum()))
+            opt.step()
+        assert len(mon._pending) == 2  # step 0 collects everything (processed at once); 1 and 2 wait
+        last = mon.last  # reading drains
+        assert len(mon._pending) == 0
+        assert last is not None
+        assert last.step == 2
+        got = last.values[mon.layers.index("2"), 0]
+        assert abs(got - want) <= 1e-5 * want
