@@ -167,6 +167,27 @@ def test_nan_made_by_a_containers_own_code_names_the_container() -> None:
     assert rules(mon) == [("nan", "1", 0)]
 
 
+@pytest.mark.parametrize("stats", [1, 1000])  # the activation hooks on, or the replay after the fact
+def test_nan_written_in_place_by_a_container_names_the_container(stats: int) -> None:
+    # the container returns its child's output tensor after an in-place log: the tensor object is the
+    # one the child's statistics already saw, but its values changed, so it must be checked again
+    class LogInPlace(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.fc(x)
+            return y.sub_(1000.0).log_()
+
+    net = nn.Sequential(nn.Linear(3, 3), LogInPlace(), nn.Linear(3, 1))
+    with ns.watch(net, stats=stats, heavy="never") as mon:
+        for _ in range(2):
+            net(torch.randn(2, 3)).sum().backward()
+            mon.step()
+    assert rules(mon)[0] == ("nan", "1", 0)
+
+
 def test_raise_on_raises_after_writing_and_the_model_is_clean(untouched: type) -> None:
     net, x, y = regression_mlp()
     u = untouched(net)

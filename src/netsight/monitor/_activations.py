@@ -28,11 +28,13 @@ exactly with Chan et al.'s parallel formula for mean and M2 (Chan, Golub & LeVeq
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -113,23 +115,81 @@ def unit_dims(x: torch.Tensor) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class TapStep:
-    """What the tap hands over for one step, all on the device (``[La, ...]`` indexed like ``layers``).
+class TapHost:
+    """One step of activation statistics on the host (``[La, ...]`` indexed like the tap's layers).
 
     ``act``: ``[La, 5]`` float64 ``n, mean, M2, zeros, saturated`` (n = 0: the layer did not run);
     ``delta_sq``: ``[La]`` ``sum ||∂L/∂a||^2`` over the calls (NaN: no gradient reached it);
-    ``fwd_bad``/``bwd_bad``: ``[1]`` the forward (backward) sequence number of the first non-finite
-    output (gradient), ``inf`` when all were finite; ``fwd_names``/``bwd_names`` map sequence numbers to
-    module paths; ``hist``: ``[La, E+1]`` activation histogram counts, or ``None``.
+    ``fwd_bad``/``bwd_bad``: the forward (backward) sequence number of the first non-finite output
+    (gradient), ``inf`` when all were finite; ``fwd_names``/``bwd_names`` map sequence numbers to paths.
     """
 
-    act: torch.Tensor
-    delta_sq: torch.Tensor
-    fwd_bad: torch.Tensor
-    bwd_bad: torch.Tensor
+    act: np.ndarray
+    delta_sq: np.ndarray
+    fwd_bad: float
+    bwd_bad: float
     fwd_names: list[str]
     bwd_names: list[str]
-    hist: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class TapLayout:
+    """Where each per-call value sits in a step's raw vector, and how to pool them (host side)."""
+
+    layers: int
+    idx: np.ndarray  # [C] layer of each statistics call
+    n: np.ndarray  # [C] elements per call
+    z_pos: np.ndarray  # calls (positions in idx) that counted non-zeros
+    sat_pos: np.ndarray  # calls that counted saturated outputs
+    fwd_seq: np.ndarray  # [C] forward sequence number of each call
+    probe_seq: np.ndarray  # [Q] forward sequence number of each finiteness probe
+    g_idx: np.ndarray  # [G] layer of each output gradient, in backward order
+    fwd_names: list[str]
+    bwd_names: list[str]
+
+    @property
+    def size(self) -> int:
+        return int(
+            2 * self.idx.size + self.z_pos.size + self.sat_pos.size + self.probe_seq.size + self.g_idx.size
+        )
+
+    def finish(self, raw: np.ndarray) -> TapHost:
+        """Pool the raw per-call sums ``[s (C), q (C), z, sat, probes, g]`` into per-layer statistics."""
+        la = self.layers
+        c = self.idx.shape[0]
+        raw = raw.astype(np.float64, copy=False)
+        tot, sq = raw[:c], raw[c : 2 * c]
+        off = 2 * c
+        nz = raw[off : off + self.z_pos.shape[0]]
+        off += self.z_pos.shape[0]
+        sat_counts = raw[off : off + self.sat_pos.shape[0]]
+        off += self.sat_pos.shape[0]
+        probes = raw[off : off + self.probe_seq.shape[0]]
+        off += self.probe_seq.shape[0]
+        g = raw[off : off + self.g_idx.shape[0]]
+        with np.errstate(all="ignore"):
+            n = self.n
+            mean = tot / n
+            m2 = np.maximum(sq - tot * mean, 0.0)
+            extra = np.zeros((c, 2))
+            extra[:, 0] = np.nan
+            extra[self.z_pos, 0] = n[self.z_pos] - nz
+            extra[self.sat_pos, 1] = sat_counts
+            act = combine_moments(self.idx, la, n, mean, m2, sums=extra)
+            bad = ~np.isfinite(tot + sq)
+            fwd_bad = min(
+                float(self.fwd_seq[bad].min()) if bad.any() else math.inf,
+                float(self.probe_seq[~np.isfinite(probes)].min())
+                if (~np.isfinite(probes)).any()
+                else math.inf,
+            )
+            delta_sq = np.full(la, np.nan)
+            if g.shape[0]:
+                got = np.bincount(self.g_idx, minlength=la) > 0
+                delta_sq[got] = np.bincount(self.g_idx, weights=g, minlength=la)[got]
+            gbad = np.flatnonzero(~np.isfinite(g))
+            bwd_bad = float(gbad[0]) if gbad.size else math.inf
+        return TapHost(act, delta_sq, fwd_bad, bwd_bad, self.fwd_names, self.bwd_names)
 
 
 class ActivationTap:
@@ -206,6 +266,7 @@ class ActivationTap:
             self._alive.clear()
 
     def _reset(self) -> None:
+        self._seen: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
         self._idx: list[int] = []
         self._n: list[float] = []
         self._s: list[torch.Tensor] = []
@@ -276,8 +337,21 @@ class ActivationTap:
                 self._h_idx.append(i)
                 self._h.append(sample)
                 self._h_scale.append(scale)
+        self._seen[id(x)] = (weakref.ref(x), x._version)
         if self.delta and x.requires_grad:
             self._tensor_handles.add(x.register_hook(partial(self._on_grad, i)))  # type: ignore[no-untyped-call]
+
+    def _already_checked(self, x: torch.Tensor) -> bool:
+        """Whether ``x`` (or the tensor it is a full view of, as ``flatten`` gives) was summed this step
+        and has not been written in place since: a container returning its last child's output, or a
+        flatten of a pooled map, needs no second finiteness pass."""
+        for t in (x, x._base):
+            if t is None:
+                continue
+            seen = self._seen.get(id(t))
+            if seen is not None and seen[0]() is t and seen[1] == t._version and t.numel() == x.numel():
+                return True
+        return False
 
     def _on_grad(self, i: int, grad: torch.Tensor) -> None:
         with torch.no_grad():
@@ -296,8 +370,12 @@ class ActivationTap:
             return
         if name not in self.shapes:
             self.shapes[name] = tuple(x.shape)
+        if self._already_checked(x):
+            self._fwd_names.append(name)  # its place in forward order still counts (the module tree)
+            return
         with torch.no_grad():
             self._probe.append(x.detach().sum(dtype=torch.float32))
+        self._seen[id(x)] = (weakref.ref(x), x._version)
         self._probe_seq.append(len(self._fwd_names))
         self._fwd_names.append(name)
 
@@ -326,76 +404,58 @@ class ActivationTap:
         for acc in self._alive.values():
             acc.zero_()
 
-    def take(self, device: torch.device) -> TapStep:
-        """This step's statistics (few batched ops), then forget them for the next step."""
-        la = len(self.layers)
-        f64 = torch.float64
-        act = torch.zeros((la, 5), dtype=f64, device=device)
-        fwd_bad = torch.full((1,), math.inf, dtype=f64, device=device)
-        if self._idx:
-            idx = torch.tensor(self._idx, dtype=torch.long, device=device)
-            n = torch.tensor(self._n, dtype=f64, device=device)
-            tot = torch.stack(self._s).to(device, f64)
-            sq = torch.stack(self._q).to(device, f64)
-            mean = tot / n
-            m2 = (sq - tot * mean).clamp_min(0.0)
-            zeros = torch.full_like(n, math.nan)
-            if self._z:
-                zi = torch.tensor(self._z_idx, dtype=torch.long, device=device)
-                zeros[zi] = n[zi] - torch.stack(self._z).to(device, f64)
-            sat = torch.zeros_like(n)
-            if self._sat:
-                si = torch.tensor(self._sat_idx, dtype=torch.long, device=device)
-                sat[si] = torch.stack(self._sat).to(device, f64)
-            act = combine_moments(idx, la, n, mean, m2, sums=torch.stack([zeros, sat], dim=1))
-            seq = torch.tensor(self._fwd_seq, dtype=f64, device=device)
-            bad = ~torch.isfinite(tot + sq)
-            fwd_bad = torch.minimum(fwd_bad, torch.where(bad, seq, math.inf).amin().reshape(1))
-        if self._probe:
-            seq = torch.tensor(self._probe_seq, dtype=f64, device=device)
-            bad = ~torch.isfinite(torch.stack(self._probe).to(device))
-            fwd_bad = torch.minimum(fwd_bad, torch.where(bad, seq, math.inf).amin().reshape(1))
-        delta_sq = torch.full((la,), math.nan, dtype=f64, device=device)
-        bwd_bad = torch.full((1,), math.inf, dtype=f64, device=device)
-        if self._g:
-            gi = torch.tensor(self._g_idx, dtype=torch.long, device=device)
-            g = torch.stack(self._g).to(device, f64)
-            got = torch.zeros(la, dtype=torch.bool, device=device)
-            got[gi] = True
-            sq = torch.zeros(la, dtype=f64, device=device).index_add_(0, gi, g)
-            delta_sq = torch.where(got, sq, delta_sq)
-            seq = torch.arange(len(self._g), dtype=f64, device=device)
-            bwd_bad = torch.where(~torch.isfinite(g), seq, math.inf).amin().reshape(1)
+    def take(self, device: torch.device) -> tuple[torch.Tensor, TapLayout, torch.Tensor | None]:
+        """This step's raw per-call sums (one stacked float32 vector on ``device``), where they sit, and
+        the activation histograms (``[La, E+1]`` or ``None``); then forget them for the next step."""
+        scalars = self._s + self._q + self._z + self._sat + self._probe + self._g
+        raw = (
+            torch.stack([t.to(device, torch.float32) for t in scalars])
+            if scalars
+            else torch.zeros(0, device=device)
+        )
+        i64 = np.int64
+        layout = TapLayout(
+            layers=len(self.layers),
+            idx=np.asarray(self._idx, dtype=i64),
+            n=np.asarray(self._n, dtype=np.float64),
+            z_pos=np.asarray(self._z_idx, dtype=i64),
+            sat_pos=np.asarray(self._sat_idx, dtype=i64),
+            fwd_seq=np.asarray(self._fwd_seq, dtype=np.float64),
+            probe_seq=np.asarray(self._probe_seq, dtype=np.float64),
+            g_idx=np.asarray(self._g_idx, dtype=i64),
+            fwd_names=list(self._fwd_names),
+            bwd_names=list(self._bwd_names),
+        )
         hist = None
         if self._h and self.bins is not None:
-            hist = histograms_of_samples(self._h, self._h_scale, self._h_idx, la, self.bins)
-        step = TapStep(act, delta_sq, fwd_bad, bwd_bad, list(self._fwd_names), list(self._bwd_names), hist)
+            hist = histograms_of_samples(self._h, self._h_scale, self._h_idx, len(self.layers), self.bins)
         self._tensor_handles.remove()
         self._reset()
-        return step
+        return raw, layout, hist
 
 
 def combine_moments(
-    idx: torch.Tensor,
-    groups: int,
-    n: torch.Tensor,
-    mean: torch.Tensor,
-    m2: torch.Tensor,
-    *,
-    sums: torch.Tensor,
-) -> torch.Tensor:
+    idx: np.ndarray, groups: int, n: np.ndarray, mean: np.ndarray, m2: np.ndarray, *, sums: np.ndarray
+) -> np.ndarray:
     """Pool parts ``(n_i, mean_i, M2_i, extra sums)`` into groups: ``[groups, 3 + extra]`` float64.
 
     Chan, Golub & LeVeque's parallel formula: ``mean = Σ n_i mean_i / n``,
     ``M2 = Σ M2_i + Σ n_i (mean_i - mean)^2``; ``extra`` columns are summed. Empty groups get
     ``n = 0`` and NaN moments.
     """
-    f64 = torch.float64
-    tot = torch.zeros(groups, dtype=f64, device=n.device).index_add_(0, idx, n)
-    s = torch.zeros(groups, dtype=f64, device=n.device).index_add_(0, idx, torch.where(n > 0, n * mean, 0.0))
-    gm = s / tot
-    dev = torch.where(n > 0, m2 + n * (mean - gm[idx]).square(), 0.0)
-    gm2 = torch.zeros(groups, dtype=f64, device=n.device).index_add_(0, idx, dev)
-    gm2 = torch.where(tot > 0, gm2, math.nan)
-    extra = torch.zeros((groups, sums.shape[1]), dtype=f64, device=n.device).index_add_(0, idx, sums)
-    return torch.cat([tot[:, None], gm[:, None], gm2[:, None], extra], dim=1)
+    out = np.zeros((groups, 3 + sums.shape[1]))
+    if idx.shape[0] == 0:
+        out[:, 1:3] = np.nan
+        return out
+    with np.errstate(all="ignore"):
+        live = n > 0
+        tot = np.bincount(idx, weights=n, minlength=groups)
+        gm = np.bincount(idx, weights=np.where(live, n * mean, 0.0), minlength=groups) / tot
+        dev = np.where(live, m2 + n * np.square(mean - gm[idx]), 0.0)
+        gm2 = np.bincount(idx, weights=dev, minlength=groups)
+        out[:, 0] = tot
+        out[:, 1] = gm
+        out[:, 2] = np.where(tot > 0, gm2, np.nan)
+        for j in range(sums.shape[1]):
+            out[:, 3 + j] = np.bincount(idx, weights=sums[:, j], minlength=groups)
+    return out

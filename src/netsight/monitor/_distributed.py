@@ -15,9 +15,10 @@ What is reduced, and why it equals the statistics of the global batch on one pro
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from ._activations import TapStep, combine_moments
+from ._activations import TapHost, combine_moments
 
 
 def world() -> tuple[int, int]:
@@ -29,33 +30,36 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def reduce_tap(step: TapStep, world_size: int) -> TapStep:
+def reduce_tap(
+    step: TapHost, hist: torch.Tensor | None, world_size: int, device: torch.device
+) -> tuple[TapHost, torch.Tensor | None]:
     """The tap's step pooled over all ranks (one all-gather of a small float64 vector)."""
     import torch.distributed as dist
 
     la = step.act.shape[0]
-    parts = [step.act.reshape(-1), step.delta_sq, step.fwd_bad, step.bwd_bad]
-    if step.hist is not None:
-        parts.append(step.hist.reshape(-1))
+    host = np.concatenate([step.act.reshape(-1), step.delta_sq, [step.fwd_bad, step.bwd_bad]])
+    parts = [torch.from_numpy(host).to(device)]
+    if hist is not None:
+        parts.append(hist.reshape(-1).to(device, torch.float64))
     flat = torch.cat(parts)
     gathered = [torch.empty_like(flat) for _ in range(world_size)]
     dist.all_gather(gathered, flat)
-    allr = torch.stack(gathered)  # [W, len]
-    act = allr[:, : la * 5].reshape(world_size, la, 5).reshape(world_size * la, 5)
-    idx = torch.arange(la, device=flat.device).repeat(world_size)
+    allr = torch.stack(gathered).cpu().numpy()  # [W, len]
+    act = allr[:, : la * 5].reshape(world_size * la, 5)
+    idx = np.tile(np.arange(la), world_size)
     pooled = combine_moments(idx, la, act[:, 0], act[:, 1], act[:, 2], sums=act[:, 3:])
     off = la * 5
     dsq = allr[:, off : off + la]
-    got = ~torch.isnan(dsq).all(dim=0)
-    delta_sq = torch.where(got, torch.nan_to_num(dsq, nan=0.0).sum(0) / world_size**2, torch.nan)
+    got = ~np.isnan(dsq).all(axis=0)
+    delta_sq = np.where(got, np.nan_to_num(dsq, nan=0.0).sum(0) / world_size**2, np.nan)
     off += la
-    fwd_bad = allr[:, off : off + 1].amin(0)
-    bwd_bad = allr[:, off + 1 : off + 2].amin(0)
+    fwd_bad = float(allr[:, off].min())
+    bwd_bad = float(allr[:, off + 1].min())
     off += 2
-    hist = None
-    if step.hist is not None:
-        hist = allr[:, off:].sum(0).reshape(step.hist.shape)
-    return TapStep(pooled, delta_sq, fwd_bad, bwd_bad, step.fwd_names, step.bwd_names, hist)
+    out_hist = None
+    if hist is not None:
+        out_hist = torch.from_numpy(allr[:, off:].sum(0).reshape(tuple(hist.shape)))
+    return TapHost(pooled, delta_sq, fwd_bad, bwd_bad, step.fwd_names, step.bwd_names), out_hist
 
 
 def all_reduce_max(t: torch.Tensor) -> torch.Tensor:

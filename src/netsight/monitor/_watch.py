@@ -63,7 +63,7 @@ from ..capture._selectors import Layers
 from ..capture.reducers import log_edges
 from ..errors import AlertError, ArgumentError, CaptureError
 from . import _distributed
-from ._activations import ActivationTap, default_layers
+from ._activations import ActivationTap, TapLayout, default_layers
 from ._histograms import LogBins, histograms
 from ._params import ParamStats
 from .detectors import RULES, Detector, Finding, StepView, check_rule, make_detectors
@@ -511,9 +511,7 @@ class Monitor:
             self._origin = None
             if self.tap is not None and self.tap.is_open:
                 self._tapped_steps += 1
-                ts = self.tap.take(dev)
-                if self.world > 1 and self.distributed == "reduce":
-                    ts = _distributed.reduce_tap(ts, self.world)
+                raw, layout, hist = self.tap.take(dev)
                 la = len(self.tap.layers)
                 dead = torch.full((la,), math.nan, dtype=torch.float64, device=dev)
                 if self._tapped_steps % self.dead_window == 0:
@@ -522,12 +520,17 @@ class Monitor:
                         flat = _distributed.all_reduce_max(flat)
                     dead = self.tap.fill_dead(dead, flat)
                     self.tap.reset_window()
-                parts += [ts.act.reshape(-1), ts.delta_sq, dead, ts.fwd_bad, ts.bwd_bad]
-                meta.update(
-                    la=la, fwd_names=ts.fwd_names, bwd_names=ts.bwd_names, act_hist=ts.hist is not None
-                )
-                if ts.hist is not None:
-                    parts.append(ts.hist.reshape(-1))
+                if self.world > 1 and self.distributed == "reduce":
+                    host_tap = layout.finish(raw.double().cpu().numpy())
+                    host_tap, hist = _distributed.reduce_tap(host_tap, hist, self.world, dev)
+                    meta["tap"] = host_tap
+                else:
+                    parts.append(raw)
+                    meta["tap"] = layout
+                parts.append(dead)
+                meta.update(la=la, act_hist=hist is not None)
+                if hist is not None:
+                    parts.append(hist.reshape(-1))
                 if not self._tree_logged:
                     meta["tree"] = True
                     self._tree_logged = True
@@ -626,14 +629,13 @@ class Monitor:
         bins = self.edges.numel() + 1
         if "la" in meta:
             la = meta["la"]
-            act = v[off : off + la * 5].reshape(la, 5)
-            off += la * 5
-            dsq = v[off : off + la]
-            off += la
+            tap = meta["tap"]
+            if isinstance(tap, TapLayout):
+                tap = tap.finish(v[off : off + tap.size])
+                off += meta["tap"].size
             dead = v[off : off + la]
             off += la
-            fb, bb = v[off], v[off + 1]
-            off += 2
+            act, dsq, fb, bb = tap.act, tap.delta_sq, tap.fwd_bad, tap.bwd_bad
             n = act[:, 0]
             with np.errstate(all="ignore"):
                 ok = n > 0
@@ -648,16 +650,16 @@ class Monitor:
             satcol = np.full(len(self.layers), np.nan)
             satcol[self._a_rows] = sat
             values[self._sat_rows, 8] = satcol[self._sat_rows]
-            if np.isfinite(fb):
-                fwd_origin = meta["fwd_names"][int(fb)]
-            if np.isfinite(bb):
-                bwd_origin = meta["bwd_names"][int(bb)]
+            if math.isfinite(fb):
+                fwd_origin = tap.fwd_names[int(fb)]
+            if math.isfinite(bb):
+                bwd_origin = tap.bwd_names[int(bb)]
             if meta["act_hist"]:
                 assert self.tap is not None
                 hists["activation"] = (list(self.tap.layers), v[off : off + la * bins].reshape(la, bins))
                 off += la * bins
             if meta.get("tree"):
-                self._log_tree(meta["fwd_names"])
+                self._log_tree(tap.fwd_names)
         for kind in meta.get("phist", []):
             hists[kind] = (list(self.params.layers), v[off : off + lp * bins].reshape(lp, bins))
             off += lp * bins
