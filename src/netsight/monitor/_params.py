@@ -77,15 +77,16 @@ class ParamStats:
                 grads.append(g if g.numel() else g.new_zeros(1))
         if not grads:
             return None
-        cols = [torch.stack(torch._foreach_norm(grads, 2))]
-        if full:
-            cols.append(torch.stack(torch._foreach_norm(grads, 1)))
-            hi = torch.stack(torch._foreach_max(grads))
-            lo = torch.stack(torch._foreach_max(torch._foreach_neg(grads))) if self._small(grads) else None
-            if lo is None:  # large tensors: no negated copies; one min/max pass per tensor
-                lo = torch.stack([-torch.aminmax(g)[0] for g in grads])
-            cols.append(torch.maximum(hi, lo))
-        return tuple(key), torch.stack(cols, dim=1).float()
+        l2 = torch.stack(torch._foreach_norm(grads, 2))
+        if not full:
+            return tuple(key), l2[:, None].float()
+        l1 = torch.stack(torch._foreach_norm(grads, 1))
+        hi = torch.stack(torch._foreach_max(grads))
+        if self._small(grads):
+            lo = torch.stack(torch._foreach_max(torch._foreach_neg(grads)))
+        else:  # large tensors: no negated copies; one min/max pass per tensor
+            lo = torch.stack([-torch.aminmax(g)[0] for g in grads])
+        return tuple(key), torch.stack([l2, l1, torch.maximum(hi, lo)], dim=1).float()
 
     @staticmethod
     def _small(grads: list[torch.Tensor]) -> bool:

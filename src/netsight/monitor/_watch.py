@@ -87,6 +87,13 @@ METRICS: tuple[str, ...] = (
 )
 
 
+def _all_finite(norms: torch.Tensor) -> bool:
+    """Whether every norm is finite: read in place on a CPU, one host read (a sync) on accelerators."""
+    if norms.device.type == "cpu":
+        return bool(np.isfinite(norms.numpy()).all())
+    return math.isfinite(float(norms.sum()))
+
+
 @dataclass(frozen=True)
 class StepRecord:
     """One collected step on the host: what the ring buffer holds and what is written."""
@@ -393,7 +400,7 @@ class Monitor:
                 self.nan_origin
                 and not tapped
                 and self._graw is not None
-                and not math.isfinite(float(self._graw[1][:, 0].sum()))
+                and not _all_finite(self._graw[1][:, 0])
             ):
                 self._origin = self._replay()
             heavy = self.histograms and self.heavy(step)
@@ -415,7 +422,7 @@ class Monitor:
         self._origin = None
         with torch.no_grad():
             self._graw = self.params.grad_raw(full=False)
-            if self.nan_origin and self._graw is not None and not math.isfinite(float(self._graw[1].sum())):
+            if self.nan_origin and self._graw is not None and not _all_finite(self._graw[1]):
                 self._origin = self._replay()
 
     _graw: tuple[tuple[int, ...], torch.Tensor] | None = None

@@ -353,6 +353,9 @@ class NonFinite:
     def __call__(self, view: StepView) -> list[Finding]:
         g = view.col("grad_norm")
         has = view.has_grad if view.has_grad.shape == g.shape else np.zeros(g.shape, dtype=bool)
+        quiet = view.fwd_origin is None and view.bwd_origin is None and bool(np.isfinite(g[has]).all())
+        if quiet and not self.latch.fired.any():
+            return []  # nothing to report and nothing armed: the latch has no state to advance
         bad_grad = [view.layers[i] for i in np.flatnonzero(has & ~np.isfinite(g))]
         cond = view.fwd_origin is not None or view.bwd_origin is not None or bool(bad_grad)
         if not self.latch.update("model", cond):
