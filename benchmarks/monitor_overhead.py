@@ -15,7 +15,7 @@ reported as ratios against the bare step timed in the same run:
 
 Usage::
 
-    python benchmarks/monitor_overhead.py                          # CPU: small CNN and ResNet-18
+    python benchmarks/monitor_overhead.py                          # CPU: two small CNNs and ResNet-18
     python benchmarks/monitor_overhead.py --device cuda --model resnet50 --batch 64 --size 224
 """
 
@@ -58,11 +58,32 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
+class MnistExampleNet(nn.Module):
+    """The network of PyTorch's MNIST example (github.com/pytorch/examples, mnist/main.py): two 3x3
+    convolutions (32, 64 channels), max pooling, dropout, a 9216-128-10 classifier; batch 64 there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(self.dropout1(x), 1)
+        x = self.dropout2(F.relu(self.fc1(x)))
+        return self.fc2(x)
+
+
 def build(
     name: str, batch: int, size: int, device: torch.device
 ) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    if name == "cnn":
-        model: nn.Module = SmallCNN()
+    if name in ("cnn", "mnist"):
+        model: nn.Module = SmallCNN() if name == "cnn" else MnistExampleNet()
         x = torch.randn(batch, 1, 28, 28)
     else:
         import torchvision
@@ -81,8 +102,18 @@ def sync(device: torch.device) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--model", action="append", help="cnn, resnet18, resnet50 (repeatable)")
-    ap.add_argument("--batch", type=int, default=None, help="default: 32 for cnn, 8 for ResNets")
+    ap.add_argument(
+        "--model",
+        action="append",
+        help="mnist (PyTorch's MNIST example net), cnn (a smaller 16/32-channel CNN), resnet18, resnet50 "
+        "(repeatable; default: mnist, cnn, resnet18)",
+    )
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="default: 64 for mnist (as in the example), 32 for cnn, 8 for ResNets",
+    )
     ap.add_argument(
         "--size", type=int, default=None, help="ResNet input size (default: 224 on cuda, else 112)"
     )
@@ -100,8 +131,8 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, device {device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )
-    for name in args.model or ["cnn", "resnet18"]:
-        batch = args.batch or (32 if name == "cnn" else 8)
+    for name in args.model or ["mnist", "cnn", "resnet18"]:
+        batch = args.batch or {"mnist": 64, "cnn": 32}.get(name, 8)
         run_model(
             name,
             batch=batch,
@@ -204,7 +235,7 @@ def run_model(
     run.close()
     tmp.cleanup()
     base = statistics.median(times["bare"]) if "bare" in times else float("nan")
-    print(f"\n## {name}, batch {batch}" + (f", {size}x{size}" if name != "cnn" else ", 28x28"))
+    print(f"\n## {name}, batch {batch}" + (f", {size}x{size}" if name.startswith("resnet") else ", 28x28"))
     print(f"{'variant':<15} {'ms/step':>9} {'ratio':>7}")
     for v in variants:
         med = statistics.median(times[v])

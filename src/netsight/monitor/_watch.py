@@ -258,11 +258,17 @@ class Monitor:
             if self.optimizer is not None:
                 self._handles.add(self.optimizer.register_step_pre_hook(self._pre_hook))
                 self._handles.add(self.optimizer.register_step_post_hook(self._post_hook))
-            if self.nan_origin:
-                # the latest input, by reference, so a non-finite step can be replayed to find the origin
+            cuda = self.device.type == "cuda"
+            if self.nan_origin or cuda:
                 self._root_hooks = Hooks(self.root, restore_state=False)
                 self._root_hooks.__enter__()
+            if self.nan_origin and self._root_hooks is not None:
+                # the latest input, by reference, so a non-finite step can be replayed to find the origin
                 self._root_hooks.forward_pre(self.root, self._keep_input, with_kwargs=True)
+            if cuda and self._root_hooks is not None:
+                # host work while the device runs the forward and backward just queued, not in the gap
+                # between steps where the device would wait for it
+                self._root_hooks.forward(self.root, self._after_forward)
         except BaseException:
             self._remove_hooks()
             raise
@@ -343,6 +349,10 @@ class Monitor:
             self.tap.open()
         elif self.tap.is_open:
             self.tap.close()
+
+    def _after_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        if torch.is_grad_enabled() and len(self._pending) > 1:
+            self._drain(all_pending=False)
 
     def _keep_input(self, module: nn.Module, args: Any, kwargs: Any) -> None:
         if torch.is_grad_enabled():
@@ -563,7 +573,8 @@ class Monitor:
     #: collected steps wait on the host side in batches of this many (or this many seconds), so that
     #: the rules and the store's queue run back to back on warm caches instead of between every
     #: forward and backward; a non-finite step, a full step, ``mon.last``, ``mon.alerts`` and
-    #: ``close()`` process what waits at once
+    #: ``close()`` process what waits at once. On CUDA the root module's forward hook processes what
+    #: has arrived, while the device works through the forward and backward just queued.
     HOST_BATCH = 8
     HOST_LAG_S = 0.25
 
@@ -572,13 +583,13 @@ class Monitor:
         meta["t"] = now
         self._pending.append((meta, host, event))
         p = self._pending
-        if (
-            urgent
-            or meta.get("origin") is not None
-            or len(p) >= self.HOST_BATCH
-            or now - p[0][0]["t"] > self.HOST_LAG_S
-        ):
-            self._drain(all_pending=event is None)
+        if meta.get("origin") is not None:
+            self._drain(all_pending=True)
+        elif event is not None:  # CUDA: the root's forward hook drains; this only bounds the queue
+            if len(p) > 4 * self.HOST_BATCH:
+                self._drain(all_pending=False)
+        elif urgent or len(p) >= self.HOST_BATCH or now - p[0][0]["t"] > self.HOST_LAG_S:
+            self._drain(all_pending=True)
 
     @property
     def last(self) -> StepRecord | None:
