@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..capture import HandleList, Hooks
-from ._histograms import LogBins, histograms_of_samples, sample_flat
+from ._histograms import LogBins, sample_flat
 
 # module type name -> (low, high) bound of its output; hardtanh-like ones read their own bounds
 _SATURATING: dict[str, tuple[float, float]] = {
@@ -404,9 +404,12 @@ class ActivationTap:
         for acc in self._alive.values():
             acc.zero_()
 
-    def take(self, device: torch.device) -> tuple[torch.Tensor, TapLayout, torch.Tensor | None]:
+    def take(
+        self, device: torch.device
+    ) -> tuple[torch.Tensor, TapLayout, tuple[list[torch.Tensor], list[float], list[int]] | None]:
         """This step's raw per-call sums (one stacked float32 vector on ``device``), where they sit, and
-        the activation histograms (``[La, E+1]`` or ``None``); then forget them for the next step."""
+        the activation samples for histograms ``(samples, count scales, layer index)`` or ``None``; then
+        forget them for the next step."""
         scalars = self._s + self._q + self._z + self._sat + self._probe + self._g
         raw = (
             torch.stack([t.to(device, torch.float32) for t in scalars])
@@ -426,12 +429,10 @@ class ActivationTap:
             fwd_names=list(self._fwd_names),
             bwd_names=list(self._bwd_names),
         )
-        hist = None
-        if self._h and self.bins is not None:
-            hist = histograms_of_samples(self._h, self._h_scale, self._h_idx, len(self.layers), self.bins)
+        samples = (self._h, self._h_scale, self._h_idx) if self._h and self.bins is not None else None
         self._tensor_handles.remove()
         self._reset()
-        return raw, layout, hist
+        return raw, layout, samples
 
 
 def combine_moments(

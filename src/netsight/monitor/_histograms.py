@@ -82,18 +82,11 @@ def sample_flat(t: torch.Tensor, sample: int | None) -> tuple[torch.Tensor, floa
     return v.to(torch.float32, copy=True), (n / v.numel() if v.numel() else 1.0)
 
 
-def histograms(
-    tensors: list[torch.Tensor], owner: list[int], layers: int, bins: LogBins, sample: int | None
-) -> torch.Tensor:
-    """``[layers, len(edges) + 1]`` float64 counts of the tensors, pooled by ``owner`` (layer index)."""
-    parts = [sample_flat(t, sample) for t in tensors]
-    return histograms_of_samples([p for p, _ in parts], [s for _, s in parts], owner, layers, bins)
-
-
 def histograms_of_samples(
     samples: list[torch.Tensor], scales: list[float], owner: list[int], layers: int, bins: LogBins
 ) -> torch.Tensor:
-    """Like :func:`histograms` for samples already taken (``scales``: count weight of each sample)."""
+    """``[layers, len(edges) + 1]`` float64 counts of the samples (taken by :func:`sample_flat`), each
+    weighted by its ``scales`` entry and pooled by ``owner`` (layer index)."""
     nb = bins.bins
     if not samples:
         return torch.zeros((layers, nb), dtype=torch.float64, device=bins.edges.device)

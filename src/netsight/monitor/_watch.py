@@ -64,7 +64,7 @@ from ..capture.reducers import log_edges
 from ..errors import AlertError, ArgumentError, CaptureError
 from . import _distributed
 from ._activations import ActivationTap, TapLayout, default_layers
-from ._histograms import LogBins, histograms
+from ._histograms import LogBins, histograms_of_samples, sample_flat
 from ._params import ParamStats
 from .detectors import RULES, Detector, Finding, StepView, check_rule, make_detectors
 from .schedule import as_schedule
@@ -214,7 +214,7 @@ class Monitor:
         self._handles = HandleList()
         self._wn: torch.Tensor | None = None
         self._prev_wn: torch.Tensor | None = None
-        self._phist: dict[str, torch.Tensor] = {}
+        self._psamples: list[tuple[str, int, list[torch.Tensor], list[float], list[int]]] = []
         self._pending: deque[tuple[dict[str, Any], torch.Tensor, Any]] = deque()
         self._tree_logged = False
         self._open = False
@@ -414,21 +414,22 @@ class Monitor:
             ):
                 self._origin = self._replay()
             heavy = self.histograms and self.heavy(step)
-            self._phist = {}
-            if heavy:
+            self._psamples = []
+            if heavy:  # samples now (the update changes the weights); binned with the rest in _collect
                 p = self.params
-                grads = [(q.grad, o) for q, o in zip(p.params, p._owner_list) if q.grad is not None]
-                self._phist["weight"] = histograms(
-                    [q.detach() for q in p.params], p._owner_list, len(p), self.bins, self.hist_sample
-                )
-                self._phist["grad"] = histograms(
-                    [g for g, _ in grads], [o for _, o in grads], len(p), self.bins, self.hist_sample
-                )
+                for kind, tensors in (
+                    ("weight", [(q.detach(), o) for q, o in zip(p.params, p._owner_list)]),
+                    ("grad", [(q.grad, o) for q, o in zip(p.params, p._owner_list) if q.grad is not None]),
+                ):
+                    taken = [sample_flat(t, self.hist_sample) for t, _ in tensors]
+                    self._psamples.append(
+                        (kind, len(p), [t for t, _ in taken], [c for _, c in taken], [o for _, o in tensors])
+                    )
 
     def _cheap_before(self) -> None:
         """A gradient-norm-only step: one ``_foreach_norm`` and, for the NaN rule, one host read."""
         self._wn = None
-        self._phist = {}
+        self._psamples = []
         self._origin = None
         with torch.no_grad():
             self._graw = self.params.grad_raw(full=False)
@@ -526,9 +527,10 @@ class Monitor:
                 parts += [upd, ref]
             meta: dict[str, Any] = {"step": step, "heavy": heavy, "origin": self._origin, **pmeta}
             self._origin = None
+            hist_blocks: list[tuple[str, int, torch.Tensor]] = []
             if self.tap is not None and self.tap.is_open:
                 self._tapped_steps += 1
-                raw, layout, hist = self.tap.take(dev)
+                raw, layout, act_samples = self.tap.take(dev)
                 la = len(self.tap.layers)
                 dead = torch.full((la,), math.nan, dtype=torch.float64, device=dev)
                 if self._tapped_steps % self.dead_window == 0:
@@ -538,26 +540,43 @@ class Monitor:
                     dead = self.tap.fill_dead(dead, flat)
                     self.tap.reset_window()
                 if self.world > 1 and self.distributed == "reduce":
+                    act_hist = (
+                        histograms_of_samples(*act_samples, la, self.bins)
+                        if act_samples is not None
+                        else None
+                    )
                     host_tap = layout.finish(raw.double().cpu().numpy())
-                    host_tap, hist = _distributed.reduce_tap(host_tap, hist, self.world, dev)
+                    host_tap, act_hist = _distributed.reduce_tap(host_tap, act_hist, self.world, dev)
                     meta["tap"] = host_tap
+                    if act_hist is not None:
+                        hist_blocks.append(("activation", la, act_hist))
                 else:
                     parts.append(raw)
                     meta["tap"] = layout
+                    if act_samples is not None:
+                        self._psamples.insert(0, ("activation", la, *act_samples))
                 parts.append(dead)
-                meta.update(la=la, act_hist=hist is not None)
-                if hist is not None:
-                    parts.append(hist.reshape(-1))
+                meta["la"] = la
                 if not self._tree_logged:
                     meta["tree"] = True
                     self._tree_logged = True
-            for kind in ("weight", "grad"):
-                if kind in self._phist:
-                    parts.append(self._phist[kind].reshape(-1).to(dev))
-                    meta.setdefault("phist", []).append(kind)
+            if self._psamples:  # every histogram of the step: one binning pass, one bincount
+                kinds = self._psamples
+                offsets = np.cumsum([0] + [rows for _, rows, *_ in kinds])
+                counts = histograms_of_samples(
+                    [t for k in kinds for t in k[2]],
+                    [c for k in kinds for c in k[3]],
+                    [int(o + off) for k, off in zip(kinds, offsets) for o in k[4]],
+                    int(offsets[-1]),
+                    self.bins,
+                )
+                hist_blocks += [(k[0], k[1], counts[off : off + k[1]]) for k, off in zip(kinds, offsets)]
+            for kind, rows, block in hist_blocks:
+                parts.append(block.reshape(-1).to(dev))
+                meta.setdefault("hists", []).append((kind, rows))
             flat = torch.cat([p.to(dev, torch.float64) for p in parts])
             self._graw = self._wn = None
-            self._phist = {}
+            self._psamples = []
             if flat.device.type == "cuda":
                 host = flat.to("cpu", non_blocking=True)
                 event = torch.cuda.Event()  # type: ignore[no-untyped-call]
@@ -623,7 +642,6 @@ class Monitor:
             self._process_cheap(meta, v)
             return
         step = meta["step"]
-        lp = len(self.params)
         nm = len(METRICS)
         values = np.full((len(self.layers), nm), np.nan)
         key = meta["gkey"]
@@ -672,15 +690,14 @@ class Monitor:
                 fwd_origin = tap.fwd_names[int(fb)]
             if math.isfinite(bb):
                 bwd_origin = tap.bwd_names[int(bb)]
-            if meta["act_hist"]:
-                assert self.tap is not None
-                hists["activation"] = (list(self.tap.layers), v[off : off + la * bins].reshape(la, bins))
-                off += la * bins
             if meta.get("tree"):
                 self._log_tree(tap.fwd_names)
-        for kind in meta.get("phist", []):
-            hists[kind] = (list(self.params.layers), v[off : off + lp * bins].reshape(lp, bins))
-            off += lp * bins
+        for kind, rows in meta.get("hists", []):
+            names = (
+                list(self.tap.layers) if kind == "activation" and self.tap is not None else self.params.layers
+            )
+            hists[kind] = (list(names), v[off : off + rows * bins].reshape(rows, bins))
+            off += rows * bins
         self._diagnose(StepRecord(step, values, hists), has_grad, fwd_origin, bwd_origin)
 
     def _process_cheap(self, meta: dict[str, Any], v: np.ndarray) -> None:
