@@ -4,7 +4,9 @@
   on ResNet-18 (random weights) and one photo (scikit-image's ``chelsea``) at ``--size`` pixels, with the
   same SLIC superpixels given to every library; the peers get the usual user code around the model (a
   numpy masking function, batched forwards of ``--peer-batch`` images).
-- ``kernel_shap`` versus ``shap.KernelExplainer`` on a tabular MLP with a background set.
+- ``kernel_shap`` versus ``shap.KernelExplainer`` on a tabular MLP with a background set, and ``lime``
+  versus ``lime.lime_tabular.LimeTabularExplainer`` on the same MLP and rows, at each of
+  ``--tabular-samples`` (model rows per explained row, equal on both sides).
 - ``occlusion`` versus Captum's ``Occlusion`` (its default ``perturbations_per_eval=1``, and batched).
 
 Runs are interleaved (ours, peer, ours, peer, ...), repeated, and the median times and their ratio
@@ -12,7 +14,7 @@ Runs are interleaved (ours, peer, ours, peer, ...), repeated, and the median tim
 
     python benchmarks/explain_perturbation_vs_peers.py                    # CPU, 224 px, 300 samples
     python benchmarks/explain_perturbation_vs_peers.py --device cuda --samples 1000 --repeats 5
-    python benchmarks/explain_perturbation_vs_peers.py --only tabular,occlusion
+    python benchmarks/explain_perturbation_vs_peers.py --only tabular,lime_tabular --threads 1 --repeats 5
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from torch.nn import functional as F
 import netsight as ns
 from netsight.explain._features import make_features
 
-CASES = ("kernel_shap", "lime", "tabular", "occlusion")
+CASES = ("kernel_shap", "lime", "tabular", "lime_tabular", "occlusion")
 
 
 def _sync(device: torch.device) -> None:
@@ -214,9 +216,8 @@ def bench_lime(
     )
 
 
-def bench_tabular(args: Any, device: torch.device) -> dict[str, float]:
-    import shap
-
+def _tabular_setup(args: Any, device: torch.device) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The tabular case: an MLP ``F-64-64-2``, ``--rows`` rows to explain, ``--background`` rows."""
     torch.manual_seed(0)
     f = args.features
     model = (
@@ -226,27 +227,77 @@ def bench_tabular(args: Any, device: torch.device) -> dict[str, float]:
     )
     x = torch.randn(args.rows, f, device=device)
     background = torch.randn(args.background, f, device=device)
+    return model, x, background
+
+
+def _tabular_score(model: nn.Module, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
+    """What a user writes for the peers: numpy rows in, class 1's logit out (one forward per call)."""
 
     def score(a: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return model(torch.as_tensor(a, dtype=torch.float32, device=device))[:, 1].double().cpu().numpy()
 
-    explainer = shap.KernelExplainer(score, background.cpu().numpy())
+    return score
+
+
+def bench_tabular(args: Any, device: torch.device, samples: int) -> dict[str, float]:
+    """``kernel_shap`` with a background set against ``shap.KernelExplainer`` on the same background:
+    both average the model over the ``K`` background rows for each of ``samples`` coalitions per row."""
+    import shap
+
+    model, x, background = _tabular_setup(args, device)
+    explainer = shap.KernelExplainer(_tabular_score(model, device), background.cpu().numpy())
 
     def peer() -> np.ndarray:
         np.random.seed(0)
-        return np.asarray(
-            explainer.shap_values(x.cpu().numpy(), nsamples=args.samples, l1_reg=False, silent=True)
-        )
+        return np.asarray(explainer.shap_values(x.cpu().numpy(), nsamples=samples, l1_reg=False, silent=True))
+
+    def ours() -> torch.Tensor:
+        ex = ns.explain(model, x, target=1, method="kernel_shap", background=background, n_samples=samples)
+        return ex.attributions.cpu()
+
+    name = f"kernel_shap tabular ({args.rows}x{args.features}, K={args.background}, n={samples})"
+    return _compare(name, ours, peer, "shap.KernelExplainer", args.repeats, device)
+
+
+def bench_lime_tabular(args: Any, device: torch.device, samples: int) -> dict[str, float]:
+    """``lime`` against ``lime.lime_tabular.LimeTabularExplainer`` (its defaults: quartile bins, a
+    feature is "on" when a sample stays in the row's bin; euclidean kernel of width ``0.75 sqrt(F)``,
+    ridge ``alpha=1``), ``samples`` model rows per explained row on both sides. netsight switches a
+    column off to the background mean (Bernoulli(1/2) samples, the same kernel: ``sigma = sqrt(2) w``)."""
+    from lime import lime_tabular
+
+    model, x, background = _tabular_setup(args, device)
+    f = args.features
+    train = background.cpu().numpy()
+    explainer = lime_tabular.LimeTabularExplainer(train, mode="regression", random_state=0)
+    score = _tabular_score(model, device)
+    rows = x.cpu().numpy()
+
+    def peer() -> np.ndarray:
+        coef = np.zeros((len(rows), f))
+        for i, row in enumerate(rows):  # the lime package explains one row per call
+            got = explainer.explain_instance(row, score, num_features=f, num_samples=samples)
+            for j, c in got.local_exp[1]:  # regression mode: 1 is the score, 0 its negation
+                coef[i, j] = c
+        return coef
 
     def ours() -> torch.Tensor:
         ex = ns.explain(
-            model, x, target=1, method="kernel_shap", background=background, n_samples=args.samples
+            model,
+            x,
+            target=1,
+            method="lime",
+            baseline=background.mean(dim=0),
+            n_samples=samples,
+            sampler="bernoulli",
+            distance="euclidean",
+            kernel_width=0.75 * f**0.5 * 2**0.5,
         )
         return ex.attributions.cpu()
 
-    name = f"kernel_shap tabular ({args.rows}x{f}, K={args.background})"
-    return _compare(name, ours, peer, "shap.KernelExplainer", args.repeats, device)
+    name = f"lime tabular ({args.rows}x{f}, n={samples})"
+    return _compare(name, ours, peer, "lime.LimeTabularExplainer", args.repeats, device)
 
 
 def bench_occlusion(model: nn.Module, x: torch.Tensor, args: Any) -> dict[str, dict[str, float]]:
@@ -297,6 +348,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rows", type=int, default=16, help="tabular rows explained")
     ap.add_argument("--features", type=int, default=24, help="tabular columns")
     ap.add_argument("--background", type=int, default=20, help="tabular background rows")
+    ap.add_argument(
+        "--tabular-samples", default="100,500,2000", help="comma-separated sample counts of the tabular cases"
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--only", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
     args = ap.parse_args(argv)
@@ -328,8 +382,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results["lime"] = bench_lime(model, x, hwc, seg, args)
         if "occlusion" in cases:
             results["occlusion"] = bench_occlusion(model, x, args)
-    if "tabular" in cases:
-        results["tabular"] = bench_tabular(args, device)
+    tab_samples = [int(v) for v in args.tabular_samples.split(",") if v.strip()]
+    for n in tab_samples:  # interleaved per sample count: shap's and lime's cases alternate
+        if "tabular" in cases:
+            results[f"tabular_{n}"] = bench_tabular(args, device, n)
+        if "lime_tabular" in cases:
+            results[f"lime_tabular_{n}"] = bench_lime_tabular(args, device, n)
     return results
 
 

@@ -189,7 +189,7 @@ def kernel_shap(
     fill = fill_values(x, baseline, background)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     b = x.shape[0]
-    values: list[torch.Tensor] = [torch.empty(0)] * b
+    values = torch.zeros((b, max(feats.counts)), dtype=torch.float64, device=x.device)  # [B, M_max]
     base = torch.zeros(b, dtype=torch.float64, device=x.device)
     gap = torch.zeros(b, dtype=torch.float64, device=x.device)
     exact_all = True
@@ -221,11 +221,11 @@ def kernel_shap(
             )  # [2 + n, Bg]: f(baseline), f(x), then the coalitions
             f0, fx = y[0], y[1]
             phi = solve_shapley(z, y[2:], w, f0, fx)  # [Bg, M]
-            for j, sample in enumerate(members):
-                values[sample] = phi[j].float()
+            values[idx, :m] = phi
             base[idx] = f0.double()
             gap[idx] = (phi.sum(dim=1) - (fx - f0).double()).abs()
-    attr = torch.stack([feats.spread(values[i], i, x.shape[1:]) for i in range(b)])
+    per_feature = values.float()  # [B, M_max]
+    attr = feats.spread(per_feature, x.shape[1:])
     if x.is_floating_point():
         attr = attr.to(x.dtype)
     classes = t if isinstance(t, torch.Tensor) else None
@@ -234,7 +234,7 @@ def kernel_shap(
         method="kernel_shap",
         target=resolved(t, classes),
         meta={
-            "shapley_values": values,
+            "shapley_values": feats.unpad(per_feature),
             "base_value": base.float(),
             "completeness_error": gap.float(),
             "exact": exact_all,

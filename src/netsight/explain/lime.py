@@ -166,7 +166,7 @@ def lime(
     fill = fill_values(x, baseline, background)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     b = x.shape[0]
-    coefficients: list[torch.Tensor] = [torch.empty(0)] * b
+    coefficients = torch.zeros((b, max(feats.counts)), dtype=torch.float64, device=x.device)  # [B, M_max]
     intercept = torch.zeros(b, dtype=torch.float64, device=x.device)
     r2 = torch.zeros(b, dtype=torch.float64, device=x.device)
     with session(model) as s:
@@ -193,10 +193,10 @@ def lime(
                 else (0.25 if distance == "cosine" else 0.75 * math.sqrt(m))
             )
             beta, b0, fit = weighted_ridge(z, y, lime_kernel(z, distance, width), alpha)
-            for j, sample in enumerate(members):
-                coefficients[sample] = beta[j].float()
+            coefficients[idx, :m] = beta
             intercept[idx], r2[idx] = b0, fit
-    attr = torch.stack([feats.spread(coefficients[i], i, x.shape[1:]) for i in range(b)])
+    per_feature = coefficients.float()  # [B, M_max]
+    attr = feats.spread(per_feature, x.shape[1:])
     if x.is_floating_point():
         attr = attr.to(x.dtype)
     classes = t if isinstance(t, torch.Tensor) else None
@@ -205,7 +205,7 @@ def lime(
         method="lime",
         target=resolved(t, classes),
         meta={
-            "coefficients": coefficients,
+            "coefficients": feats.unpad(per_feature),
             "intercept": intercept.float(),
             "r2": r2.float(),
             "features": feats.labels,
