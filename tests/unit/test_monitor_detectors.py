@@ -332,3 +332,39 @@ def test_host_work_waits_in_batches_and_reading_drains_it() -> None:
         assert last.step == 2
         got = last.values[mon.layers.index("2"), 0]
         assert abs(got - want) <= 1e-5 * want
+
+
+@pytest.mark.parametrize("rule", ["vanishing", "exploding"])
+def test_rules_over_a_batch_of_steps_find_what_step_by_step_calls_find(rule: str) -> None:
+    from netsight.monitor.detectors import RULES
+    from netsight.monitor.detectors import StepView as View
+
+    rng = np.random.default_rng(7)
+    n_layers, steps = 9, 400
+    layers = [f"l{i}" for i in range(n_layers)]
+    numel = np.array([0.0, 40, 40, 0, 90, 90, 10, 0, 300])  # layers 0, 3, 7 own no parameters
+    g = np.exp(rng.normal(0, 0.3, (steps, n_layers)))
+    g[:, numel == 0] = np.nan
+    g[120:, 2] *= 1e-3  # a fall
+    g[200:203, 4] *= 50  # a jump
+    g[250:320, 5] *= np.exp(np.linspace(0, 8, 70))  # sustained growth
+    g[300:306, 6] = np.nan  # gaps (a layer without a gradient for a while)
+    g[330, 8] = np.inf
+    g[:, 1] = np.where(rng.random(steps) < 0.1, 1e-6, g[:, 1])  # flickering far below the rest
+
+    def view(t: int) -> View:
+        values = np.full((n_layers, 2), np.nan)
+        values[:, 0] = g[t]
+        return View(step=t, layers=layers, metrics=("grad_norm", "x"), values=values, numel=numel)
+
+    one, batched = RULES[rule](), RULES[rule]()
+    want = [[(f.layer, f.message) for f in one(view(t))] for t in range(steps)]
+    got: list[list[tuple[str | None, str]]] = []
+    t = 0
+    while t < steps:
+        k = int(rng.integers(1, 12))
+        views = [view(u) for u in range(t, min(t + k, steps))]
+        got += [[(f.layer, f.message) for f in found] for found in batched.many(views)]
+        t += k
+    assert got == want
+    assert sum(map(len, want)) >= 3  # the scenario does fire the rule

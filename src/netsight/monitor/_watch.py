@@ -66,7 +66,7 @@ from . import _distributed
 from ._activations import ActivationTap, TapLayout, default_layers
 from ._histograms import LogBins, histograms_of_samples, sample_flat
 from ._params import ParamStats
-from .detectors import RULES, Detector, Finding, StepView, check_rule, make_detectors
+from .detectors import RULES, Detector, Finding, StepView, check_rule, make_detectors, run_rules
 from .schedule import as_schedule
 
 logger = logging.getLogger("netsight")
@@ -630,17 +630,19 @@ class Monitor:
 
     def _drain(self, all_pending: bool) -> None:
         # on CUDA, keep the newest step's copy in flight; the previous ones have long arrived
+        items = []
         while self._pending and (all_pending or len(self._pending) > 1):
             meta, host, event = self._pending.popleft()
             if event is not None:
                 event.synchronize()
-            self._process(meta, host.numpy())
+            items.append(self._process(meta, host.numpy()))
+        if items:
+            self._judge(items)
 
     # -- host side ------------------------------------------------------------------------------
-    def _process(self, meta: dict[str, Any], v: np.ndarray) -> None:
+    def _process(self, meta: dict[str, Any], v: np.ndarray) -> tuple[StepRecord, StepView]:
         if "cheap" in meta:
-            self._process_cheap(meta, v)
-            return
+            return self._process_cheap(meta, v)
         step = meta["step"]
         nm = len(METRICS)
         values = np.full((len(self.layers), nm), np.nan)
@@ -698,24 +700,22 @@ class Monitor:
             )
             hists[kind] = (list(names), v[off : off + rows * bins].reshape(rows, bins))
             off += rows * bins
-        self._diagnose(StepRecord(step, values, hists), has_grad, fwd_origin, bwd_origin)
+        return self._view(StepRecord(step, values, hists), has_grad, fwd_origin, bwd_origin)
 
-    def _process_cheap(self, meta: dict[str, Any], v: np.ndarray) -> None:
+    def _process_cheap(self, meta: dict[str, Any], v: np.ndarray) -> tuple[StepRecord, StepView]:
         """Pool the parameters' gradient norms by layer on the host (a handful of values)."""
         g = self.params.pool_grads(meta["cheap"], v.reshape(-1, 1))
         values = np.full((len(self.layers), len(METRICS)), np.nan)
         values[self._p_rows, 0] = g[:, 0]
         has_grad = np.zeros(len(self.layers), dtype=bool)
         has_grad[self._p_rows] = g[:, 3] > 0
-        self._diagnose(StepRecord(meta["step"], values, {}, cols=1), has_grad, meta.get("origin"), None)
+        return self._view(StepRecord(meta["step"], values, {}, cols=1), has_grad, meta.get("origin"), None)
 
-    def _diagnose(
+    def _view(
         self, record: StepRecord, has_grad: np.ndarray, fwd_origin: str | None, bwd_origin: str | None
-    ) -> None:
-        """Run the rules on a collected step, then write it (or keep it in the ring buffer)."""
-        step = record.step
+    ) -> tuple[StepRecord, StepView]:
         view = StepView(
-            step=step,
+            step=record.step,
             layers=self.layers,
             metrics=METRICS,
             values=record.values,
@@ -724,24 +724,36 @@ class Monitor:
             fwd_origin=fwd_origin,
             bwd_origin=bwd_origin,
         )
-        findings: list[Finding] = []
-        for det in self.detectors:
-            findings.extend(det(view))
-        due = self.every(step)
-        if findings:
-            for old in self.ring:
-                if not old.written:
-                    self._write(old)
-            self.ring.clear()
-            self._write(record)
-        elif due:
-            self._write(record)
-            if self._ring_on:
+        return record, view
+
+    def _judge(self, items: list[tuple[StepRecord, StepView]]) -> None:
+        """Run the rules over collected steps (in one pass per rule), write them (or keep them in the
+        ring buffer), then deliver the alerts; ``raise_on`` raises once everything is written."""
+        found = run_rules(self.detectors, [view for _, view in items])
+        first: Any = None
+        for (record, _), findings in zip(items, found):
+            step = record.step
+            if findings:
+                for old in self.ring:
+                    if not old.written:
+                        self._write(old)
                 self.ring.clear()
-        elif self._ring_on:
-            self.ring.append(record)
-        self._last = record
-        self._alert(step, findings)
+                self._write(record)
+            elif self.every(step):
+                self._write(record)
+                if self._ring_on:
+                    self.ring.clear()
+            elif self._ring_on:
+                self.ring.append(record)
+            self._last = record
+            raising = self._alert(step, findings)
+            first = first or raising
+        if first is not None:
+            raise AlertError(
+                f"raise_on: rule {first.rule!r} fired: {first.message}. Fix the training setup, or drop "
+                f"{first.rule!r} from raise_on to only log it.",
+                alert=first,
+            )
 
     def _write(self, rec: StepRecord) -> None:
         if self.run is None:
@@ -760,9 +772,10 @@ class Monitor:
 
     _metric_list: ClassVar[list[str]] = list(METRICS)
 
-    def _alert(self, step: int, findings: Sequence[Finding]) -> None:
+    def _alert(self, step: int, findings: Sequence[Finding]) -> Any:
+        """Record and log the findings as alerts; the first whose rule is in ``raise_on``, or ``None``."""
         if not findings:
-            return
+            return None
         from ..store import Alert
 
         first: Any = None
@@ -777,12 +790,7 @@ class Monitor:
                     self.run.log_alert(alert)
             if first is None and f.rule in self.raise_on:
                 first = alert
-        if first is not None:
-            raise AlertError(
-                f"raise_on: rule {first.rule!r} fired: {first.message}. Fix the training setup, or drop "
-                f"{first.rule!r} from raise_on to only log it.",
-                alert=first,
-            )
+        return first
 
     def _log_tree(self, order_names: list[str]) -> None:
         if self.run is None or self.tap is None:

@@ -33,7 +33,7 @@ Rules (registry names):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -184,6 +184,14 @@ class _History:
         self.buf[self.count % self.window] = row
         self.count += 1
 
+    def ordered(self) -> np.ndarray:
+        """Every remembered row, oldest first."""
+        return self.newest(self.window)
+
+    def extend(self, rows: np.ndarray) -> None:
+        for row in rows[-self.window :]:
+            self.push(row)
+
 
 def _median_rows(a: np.ndarray) -> np.ndarray:
     """Column medians of ``a`` ignoring non-finite values (NaN where a column has none); fast for the
@@ -209,6 +217,23 @@ def _median_rows(a: np.ndarray) -> np.ndarray:
         lo = np.take_along_axis(b, ((n - 1) // 2)[None, :], axis=0)[0]
         hi = np.take_along_axis(b, (n // 2)[None, :], axis=0)[0]
         out[mixed] = (lo + hi) / 2
+    return out
+
+
+def _median_last(a: np.ndarray) -> np.ndarray:
+    """Medians along the last axis ignoring non-finite values (NaN where none is finite)."""
+    finite = np.isfinite(a)
+    if finite.all():
+        b = np.sort(a, axis=-1)
+        m = a.shape[-1]
+        med: np.ndarray = (b[..., (m - 1) // 2] + b[..., m // 2]) / 2
+        return med
+    n = finite.sum(axis=-1)
+    b = np.sort(np.where(finite, a, np.inf), axis=-1)
+    lo = np.take_along_axis(b, np.clip((n - 1) // 2, 0, None)[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(b, np.clip(n // 2, 0, None)[..., None], axis=-1)[..., 0]
+    with np.errstate(all="ignore"):
+        out: np.ndarray = np.where(n > 0, (lo + hi) / 2, np.nan)
     return out
 
 
@@ -249,21 +274,74 @@ class Vanishing:
             rms = np.where(has, g / np.sqrt(np.maximum(view.numel, 1)), np.nan)
             ref = float(_median_rows(rms[has][:, None])[0])
             low = (rms < self.ratio * ref) if ref > 0 else np.zeros(g.shape, dtype=bool)
-        for i in self.latch.update_many(view.layers, has, low | fell):
-            name = view.layers[i]
-            if low[i]:
-                msg = (
-                    f"vanishing gradient in {name!r} at step {view.step}: RMS gradient {rms[i]:.3g} is "
-                    f"{rms[i] / ref:.2g}x the network's median {ref:.3g} (rule: < {self.ratio:g}x)"
-                )
-            else:
-                msg = (
-                    f"vanishing gradient in {name!r} at step {view.step}: gradient norm {g[i]:.3g} fell "
-                    f"{peak[i] / max(g[i], 1e-300):.3g}x below its recent maximum {peak[i]:.3g} "
-                    f"(rule: ≥ {self.fall:g}x)"
-                )
-            out.append(Finding(self.name, name, float(g[i]), msg))
+        fired = self.latch.update_many(view.layers, has, low | fell)
+        out.extend(self._finding(view, int(i), (g, rms, peak), ref, low=bool(low[i])) for i in fired)
         return out
+
+    def many(self, views: Sequence[StepView]) -> list[list[Finding]]:
+        """:meth:`__call__` over consecutive steps, the window statistics vectorised."""
+        layers = views[0].layers
+        if len(views) > self.hist.window or any(v.layers is not layers and v.layers != layers for v in views):
+            return [self(v) for v in views]
+        self.hist.check(layers)
+        g = np.stack([v.col("grad_norm") for v in views])  # [K, L]
+        k = g.shape[0]
+        past = self.hist.ordered()
+        h, w = past.shape[0], self.hist.window
+        with np.errstate(all="ignore"):
+            # the maximum over the w steps before each step: suffix maxima of the history and prefix
+            # maxima of the batch
+            e_past = np.where(np.isfinite(past), past, -np.inf)
+            suf = np.maximum.accumulate(e_past[::-1], axis=0)[::-1] if h else np.zeros((0, g.shape[1]))
+            e_new = np.where(np.isfinite(g), g, -np.inf)
+            pre = np.vstack([np.full((1, g.shape[1]), -np.inf), np.maximum.accumulate(e_new, axis=0)[:-1]])
+            peak = pre.copy()
+            for j in range(k):
+                start = h + j - w  # the oldest history row still in step j's window
+                if h > 0 and start < h:
+                    peak[j] = np.maximum(peak[j], suf[max(start, 0)])
+            counts = np.minimum(h + np.arange(k), w)
+            fell = (counts[:, None] >= 10) & (peak > 0) & np.isfinite(peak) & (g < peak / self.fall)
+            peak[counts < 10] = np.nan
+            numel = views[0].numel
+            has = (numel > 0)[None, :] & np.isfinite(g)
+            rms = np.where(has, g / np.sqrt(np.maximum(numel, 1))[None, :], np.nan)
+            ref = _median_rows(rms.T)
+            low = (ref[:, None] > 0) & (rms < self.ratio * ref[:, None])
+        self.hist.extend(g)
+        out: list[list[Finding]] = []
+        for j, view in enumerate(views):
+            found: list[Finding] = []
+            if has[j].any():
+                fired = self.latch.update_many(layers, has[j], low[j] | fell[j])
+                rows = (g[j], rms[j], peak[j])
+                found = [self._finding(view, int(i), rows, float(ref[j]), low=bool(low[j, i])) for i in fired]
+            out.append(found)
+        return out
+
+    def _finding(
+        self,
+        view: StepView,
+        i: int,
+        rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+        ref: float,
+        *,
+        low: bool,
+    ) -> Finding:
+        g, rms, peak = rows
+        name = view.layers[i]
+        if low:
+            msg = (
+                f"vanishing gradient in {name!r} at step {view.step}: RMS gradient {rms[i]:.3g} is "
+                f"{rms[i] / ref:.2g}x the network's median {ref:.3g} (rule: < {self.ratio:g}x)"
+            )
+        else:
+            msg = (
+                f"vanishing gradient in {name!r} at step {view.step}: gradient norm {g[i]:.3g} fell "
+                f"{peak[i] / max(g[i], 1e-300):.3g}x below its recent maximum {peak[i]:.3g} "
+                f"(rule: ≥ {self.fall:g}x)"
+            )
+        return Finding(self.name, name, float(g[i]), msg)
 
 
 class Exploding:
@@ -297,20 +375,68 @@ class Exploding:
             last = _median_rows(np.vstack([hist.newest(4), g[None, :]]))
             grew = (first > 0) & (last > self.growth * first)
         hist.push(g)
-        for i in self.latch.update_many(view.layers, np.isfinite(g), jumped | grew):
-            name = view.layers[i]
-            if jumped[i]:
-                msg = (
-                    f"exploding gradient in {name!r} at step {view.step}: gradient norm {g[i]:.3g} is "
-                    f"{g[i] / med[i]:.3g}x its recent median {med[i]:.3g} (rule: > {self.jump:g}x)"
-                )
-            else:
-                msg = (
-                    f"exploding gradient in {name!r} at step {view.step}: gradient norm grew "
-                    f"{last[i] / first[i]:.3g}x over the window (rule: > {self.growth:g}x)"
-                )
-            out.append(Finding(self.name, name, float(g[i]), msg))
+        fired = self.latch.update_many(view.layers, np.isfinite(g), jumped | grew)
+        out.extend(self._finding(view, int(i), g, (med, first, last), jumped=bool(jumped[i])) for i in fired)
         return out
+
+    def many(self, views: Sequence[StepView]) -> list[list[Finding]]:
+        """:meth:`__call__` over consecutive steps once the window is full, the window medians of all
+        the steps in one sort."""
+        hist = self.hist
+        layers = views[0].layers
+        hist.check(layers)
+        k, w = len(views), hist.window
+        if len(hist) < w or k > w or any(v.layers is not layers and v.layers != layers for v in views):
+            return [self(v) for v in views]
+        g = np.stack([v.col("grad_norm") for v in views])  # [K, L]
+        ext = np.vstack([hist.ordered(), g])  # [w + K, L], oldest first
+        cols = np.flatnonzero(np.isfinite(ext).any(axis=0))  # layers that ever had a finite norm
+        n_l = g.shape[1]
+        med = np.full((k, n_l), np.nan)
+        first = np.full((k, n_l), np.nan)
+        last = np.full((k, n_l), np.nan)
+        valid = np.zeros((k, n_l), dtype=np.int64)
+        if cols.size:
+            sub = ext[:, cols]
+            win = np.lib.stride_tricks.sliding_window_view(sub, w, axis=0)[:k]  # [K, C, w]: the w before
+            five = np.lib.stride_tricks.sliding_window_view(sub, 5, axis=0)  # [w + K - 4, C, 5]
+            med[:, cols] = _median_last(win)
+            valid[:, cols] = np.isfinite(win).sum(axis=-1)
+            first[:, cols] = _median_last(five[:k])  # the oldest 5 of each step's window
+            last[:, cols] = _median_last(five[w - 4 : w - 4 + k])  # 4 before each step and the step
+        with np.errstate(all="ignore"):
+            jumped = (valid >= self.min_history) & (med > 0) & (g > self.jump * med)
+            grew = (first > 0) & (last > self.growth * first)
+        hist.extend(g)
+        out: list[list[Finding]] = []
+        for j, view in enumerate(views):
+            fired = self.latch.update_many(layers, np.isfinite(g[j]), jumped[j] | grew[j])
+            rows = (med[j], first[j], last[j])
+            out.append([self._finding(view, int(i), g[j], rows, jumped=bool(jumped[j, i])) for i in fired])
+        return out
+
+    def _finding(
+        self,
+        view: StepView,
+        i: int,
+        g: np.ndarray,
+        rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+        *,
+        jumped: bool,
+    ) -> Finding:
+        med, first, last = rows
+        name = view.layers[i]
+        if jumped:
+            msg = (
+                f"exploding gradient in {name!r} at step {view.step}: gradient norm {g[i]:.3g} is "
+                f"{g[i] / med[i]:.3g}x its recent median {med[i]:.3g} (rule: > {self.jump:g}x)"
+            )
+        else:
+            msg = (
+                f"exploding gradient in {name!r} at step {view.step}: gradient norm grew "
+                f"{last[i] / first[i]:.3g}x over the window (rule: > {self.growth:g}x)"
+            )
+        return Finding(self.name, name, float(g[i]), msg)
 
 
 class DeadUnits:
@@ -420,6 +546,18 @@ RULES: dict[str, Callable[..., Detector]] = {
     "nan": NonFinite,
     "saturation": Saturation,
 }
+
+
+def run_rules(rules: Sequence[Detector], views: Sequence[StepView]) -> list[list[Finding]]:
+    """Every rule over consecutive steps, in order; a rule with a ``many(views)`` method judges them
+    in one vectorised pass (same findings as one call per step), the others step by step."""
+    found: list[list[Finding]] = [[] for _ in views]
+    for rule in rules:
+        many = getattr(rule, "many", None)
+        results = many(views) if many is not None and len(views) > 1 else [rule(v) for v in views]
+        for out, res in zip(found, results):
+            out.extend(res)
+    return found
 
 
 def check_rule(name: str, argument: str) -> str:
