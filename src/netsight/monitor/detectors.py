@@ -132,6 +132,18 @@ class _Latch:
         self.fired &= ~(cold & (self.off >= self.patience))
         return np.flatnonzero(fire)
 
+    def update_steps(self, keys: list[str], applies: np.ndarray, cond: np.ndarray) -> list[np.ndarray]:
+        """:meth:`update_many` over consecutive steps (``[K, L]`` masks); the fired indices per step.
+        When no condition holds and nothing has fired (a healthy run), one vectorised update."""
+        self._for(keys)
+        hot = applies & cond
+        if not hot.any() and not self.fired.any():
+            any_applies = applies.any(axis=0)
+            self.on[any_applies] = 0
+            self.off += applies.sum(axis=0)
+            return [np.zeros(0, dtype=np.int64)] * applies.shape[0]
+        return [self.update_many(keys, applies[j], cond[j]) for j in range(applies.shape[0])]
+
     def update(self, key: str, cond: bool) -> bool:
         """One key (a rule about the whole model)."""
         return bool(self.update_many([key], np.ones(1, bool), np.array([cond])).size)
@@ -309,14 +321,15 @@ class Vanishing:
             ref = _median_rows(rms.T)
             low = (ref[:, None] > 0) & (rms < self.ratio * ref[:, None])
         self.hist.extend(g)
-        out: list[list[Finding]] = []
-        for j, view in enumerate(views):
-            found: list[Finding] = []
-            if has[j].any():
-                fired = self.latch.update_many(layers, has[j], low[j] | fell[j])
-                rows = (g[j], rms[j], peak[j])
-                found = [self._finding(view, int(i), rows, float(ref[j]), low=bool(low[j, i])) for i in fired]
-            out.append(found)
+        # a step without any gradient leaves the rule's state alone (as __call__ returns early)
+        live = has.any(axis=1)
+        fired_all = self.latch.update_steps(layers, has[live], (low | fell)[live])
+        out: list[list[Finding]] = [[] for _ in views]
+        for j, fired in zip(np.flatnonzero(live).tolist(), fired_all):
+            rows = (g[j], rms[j], peak[j])
+            out[j] = [
+                self._finding(views[j], int(i), rows, float(ref[j]), low=bool(low[j, i])) for i in fired
+            ]
         return out
 
     def _finding(
@@ -409,10 +422,11 @@ class Exploding:
             grew = (first > 0) & (last > self.growth * first)
         hist.extend(g)
         out: list[list[Finding]] = []
-        for j, view in enumerate(views):
-            fired = self.latch.update_many(layers, np.isfinite(g[j]), jumped[j] | grew[j])
+        for j, fired in enumerate(self.latch.update_steps(layers, np.isfinite(g), jumped | grew)):
             rows = (med[j], first[j], last[j])
-            out.append([self._finding(view, int(i), g[j], rows, jumped=bool(jumped[j, i])) for i in fired])
+            out.append(
+                [self._finding(views[j], int(i), g[j], rows, jumped=bool(jumped[j, i])) for i in fired]
+            )
         return out
 
     def _finding(
