@@ -34,8 +34,13 @@ dead_frac       at the end of each ``dead_window`` (counted in stats steps): the
 ============== ======================================================================================
 
 Everything a step produces is concatenated into one small float64 vector that reaches the host in one
-transfer (on CUDA asynchronously: it is read at the next step, so alerts arrive one step late; the NaN
-check reads one flag per step, which waits for the backward pass: ``nan_origin=False`` avoids it).
+transfer (on CUDA asynchronously). Per-parameter values are pooled by layer on the host (numpy on a
+handful of numbers costs less than the device launches it replaces). The host side (pooling, the rules,
+the store's queue) runs on batches of up to 8 steps (or 0.25 s): on a CPU after the 8th step, on CUDA
+in the root module's forward hook, while the device computes the step just queued. So the rules and
+``raise_on`` act up to 8 steps late, naming the right step; a non-finite step, ``mon.last``,
+``mon.alerts``, ``mon.flush()`` and ``close()`` process what waits at once. The NaN check reads one
+flag per step before the update (on CUDA a wait for the backward pass; ``nan_origin=False`` avoids it).
 Histograms (weights, gradients, activations; fixed log-spaced bins) and activation maps of a fixed probe
 batch are taken on the ``heavy`` schedule (logarithmic by default). Steps not written (``every > 1``)
 stay in a ring buffer of ``ring`` steps that is written out when a rule fires, so the steps before a
