@@ -160,31 +160,35 @@ def prepare_target(target: TargetSpec, batch: int, device: torch.device) -> Targ
 
     Returns a callable unchanged, or a long tensor ``[B]`` in which ``-1`` stands for "the predicted
     class" (from ``None``); :func:`resolve_chunk` turns a slice of it into classes once the output of
-    that chunk is known (and checks the class range then).
+    that chunk is known (and checks the class range then). The tensor lives on the host unless the
+    user's target was a tensor on ``device`` (or another device).
     """
     if callable(target) and not isinstance(target, torch.Tensor):
         return target
+    # classes the host knows (None, ints, a list, a CPU tensor) stay on the host, so that resolving them
+    # per chunk never waits for the device (see resolve_chunk); a tensor on a device stays there
+    host = torch.device("cpu")
     if target is None:
-        return torch.full((batch,), _PREDICTED, dtype=torch.long, device=device)
+        return torch.full((batch,), _PREDICTED, dtype=torch.long, device=host)
     if isinstance(target, bool):
         raise TargetError(f"target: got the bool {target}; pass a class index (an int >= 0).")
     if isinstance(target, int):
         if target < 0:
             raise TargetError(f"target: class {target} is negative; valid classes start at 0.")
-        return torch.full((batch,), target, dtype=torch.long, device=device)
+        return torch.full((batch,), target, dtype=torch.long, device=host)
     if isinstance(target, torch.Tensor):
         if target.is_floating_point() or target.is_complex():
             raise TargetError(
                 f"target: expected integer class indices, got a {target.dtype} tensor. Pass target.long()."
             )
-        t = target.reshape(-1).to(device=device, dtype=torch.long)
+        t = target.reshape(-1).to(dtype=torch.long)
         if target.dim() == 0:
             t = t.expand(batch).clone()
         shown: Any = target.tolist()
     elif isinstance(target, Sequence) and not isinstance(target, str):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in target):
             raise TargetError(f"target: expected a sequence of class indices (ints), got {list(target)!r}.")
-        t = torch.tensor(list(target), dtype=torch.long, device=device)
+        t = torch.tensor(list(target), dtype=torch.long, device=host)
         shown = list(target)
     else:
         raise TargetError(
@@ -206,11 +210,38 @@ def resolve_chunk(output: Any, target: Target) -> Target:
     if not isinstance(target, torch.Tensor):
         return target
     scores = logits(output)
+    if target.device.type == "cpu" and scores.device.type != "cpu":
+        return _resolve_on_host(scores, target)
     t = target.to(scores.device)
     pred = t == _PREDICTED
     if bool(pred.any()):
         t = torch.where(pred, scores.detach().argmax(dim=1), t)
     return resolve_target(scores, t)
+
+
+def _resolve_on_host(scores: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """:func:`resolve_chunk` for classes held on the host and scores on a device: the checks read
+    only host memory, so the device keeps its queue (no synchronisation before the backward pass)."""
+    b, c = scores.shape
+    if t.numel() != b:
+        raise TargetError(
+            f"target: got {t.numel()} classes for a batch of {b} samples. Pass one class per sample, or a "
+            "single int for all of them."
+        )
+    pred = t == _PREDICTED
+    given = t[~pred]
+    bad = given >= c
+    if bool(bad.any()):
+        raise TargetError(
+            f"target: class {int(given[bad][0])} is out of range for an output with {c} classes; valid "
+            f"classes are 0..{c - 1}."
+        )
+    if bool(pred.all()):
+        return scores.detach().argmax(dim=1)
+    classes = t.to(scores.device, non_blocking=True)
+    if bool(pred.any()):
+        classes = torch.where(pred.to(scores.device), scores.detach().argmax(dim=1), classes)
+    return classes
 
 
 def resolved(target: Target, classes: torch.Tensor | None) -> torch.Tensor | None:
