@@ -90,9 +90,11 @@ def inside_fraction(maps: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     return (pos * box).sum(dim=(1, 2, 3)) / pos.sum(dim=(1, 2, 3)).clamp_min(1e-12)
 
 
-# Grad-CAM at the first ReLU: its 3 x 3 receptive field keeps the map on the 10-pixel box; at the last
-# layer (16 x 16 after pooling, 7-pixel receptive field, upsampled) the map spreads over a ring around
-# the box (about 0.48 inside, five times the area fraction, but under 0.6).
+# Grad-CAM at the first ReLU: its 3 x 3 receptive field keeps the map on the 10-pixel box. At the default
+# layer (the last conv block's output before the global pooling, `features`) the map is the CAM of the
+# classifier's evidence, and the plus and hollow square are partly recognised by what is missing (both
+# are subsets of the filled square): per class about 0.8-0.96 (filled), 0.6 (hollow) and 0.02 (plus) inside
+# the box, 0.48 on average; that figure is printed, not asserted.
 @pytest.mark.parametrize(
     ("method", "options"), [("grad_cam", {"layer": "features.1"}), ("integrated_gradients", {"steps": 32})]
 )
@@ -102,7 +104,18 @@ def test_maps_point_at_the_shape(trained, method, options, capsys) -> None:
     frac = inside_fraction(ex.attributions, box).mean().item()
     rand = inside_fraction(torch.rand(x.shape, generator=torch.Generator().manual_seed(2)), box).mean().item()
     area = SHAPE * SHAPE / SIZE / SIZE
+    extra = ""
+    if method == "grad_cam":
+        default = ns.explain(model, x, target=y, method=method)
+        assert default.layer == "features"  # the last spatial output: the conv block before the pooling
+        per_sample = inside_fraction(default.attributions, box)
+        per_class = ", ".join(f"{per_sample[y == c].mean().item():.2f}" for c in range(3))
+        mean = per_sample.mean().item()
+        extra = f"; at the default layer {default.layer!r}: {mean:.2f} (per class {per_class})"
     with capsys.disabled():
-        print(f"\n[localisation] {method}: {frac:.2f} inside the box; random map {rand:.3f}; area {area:.3f}")
+        print(
+            f"\n[localisation] {method} {options}: {frac:.2f} inside the box{extra}; random map {rand:.3f}; "
+            f"area {area:.3f}"
+        )
     assert frac >= 0.6
     assert abs(rand - area) < 0.02
