@@ -7,7 +7,9 @@ Globs work segment by segment on dotted paths: ``*`` matches within one segment 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Union
 
@@ -22,11 +24,39 @@ Layers = Union[Selector, Sequence[Selector], None]  # noqa: UP007 - runtime alia
 _WRAPPERS = ("DataParallel", "DistributedDataParallel", "FullyShardedDataParallel")
 
 
+_CHECKED: ContextVar[dict[int, tuple[nn.Module, nn.Module]] | None] = ContextVar(
+    "netsight_unwrapped", default=None
+)
+
+
+@contextmanager
+def unwrap_once() -> Iterator[None]:
+    """Within this block, :func:`unwrap` checks each model once (one operation, such as an
+    explanation, calls it from several helpers; the walk over every module costs ~0.1 ms on a ResNet-50)."""
+    token = _CHECKED.set({})
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The model whose module paths name layers: inside DataParallel/DDP (no ``module.`` prefix).
 
     Refuses a ``torch.compile``d model, whose compiled code would run without the hooks.
     """
+    checked = _CHECKED.get()
+    if checked is not None:
+        hit = checked.get(id(model))
+        if hit is not None and hit[0] is model:
+            return hit[1]
+        root = _unwrap(model)
+        checked[id(model)] = (model, root)
+        return root
+    return _unwrap(model)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ArgumentError(
             f"model: expected a torch.nn.Module, got {type(model).__name__}. "

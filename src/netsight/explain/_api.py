@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from netsight.capture import preserved_state
+from netsight.capture._selectors import unwrap_once
 from netsight.errors import ArgumentError, closest
 
 from ._common import TargetSpec, check_inputs
@@ -64,5 +65,5 @@ def explain(
     if info.inputs == "image":
         check_inputs(inputs, floating=info.kind in ("gradient", "layer"))
     _check_options(info.name, info.fn, options)
-    with preserved_state(model):
+    with preserved_state(model), unwrap_once():
         return info.fn(model, inputs, target, layer=layer, **options)

@@ -70,7 +70,7 @@ def run_cam(  # noqa: PLR0917 - internal helper, called positionally by each CAM
     t = prepare_target(target, x.shape[0], x.device)
     hw = (x.shape[-2], x.shape[-1])
 
-    with session(model) as s:
+    with session(model, freeze=False) as s:  # layer_pass records no graph below the layer
         chunk = chunk_size(model, x, max_batch=max_batch, backward=gradients)
 
         def one(xc: torch.Tensor, tc: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -307,7 +307,9 @@ def session(model: nn.Module, *, freeze: bool = True) -> Iterator[Session]:
     exit): methods differentiate with respect to inputs or activations only, so the forward builds no
     graph for the weights and no ``.grad`` is ever written into the user's model.
     """
-    with Hooks(model) as hooks:
+    # without freezing, nothing here changes a flag: no snapshot to take and restore (ns.explain keeps
+    # one around every method anyway)
+    with Hooks(model, restore_state=freeze) as hooks:
         s = Session(hooks)
         if freeze:
             for p in model.parameters():
@@ -643,7 +645,9 @@ def layer_pass(
 
     The rest of the network sees a copy of that leaf (so in-place ops after the layer are harmless);
     ``torch.autograd.grad(score, lp.leaf)`` then gives d score / d activation without backpropagating
-    below the layer, and without writing any ``.grad`` into the model.
+    below the layer, and without writing any ``.grad`` into the model. The forward runs without
+    gradients up to the layer (no graph, no saved activations below it, whatever the parameters'
+    ``requires_grad``), and with them from the layer on.
     """
     ((_, module),) = resolve(unwrap(model), layer, argument="layer")
     box: dict[str, torch.Tensor] = {}
@@ -660,6 +664,8 @@ def layer_pass(
             )
         leaf = t.detach().requires_grad_(grad)
         box["leaf"] = leaf
+        if grad:  # record the graph from here on only: nothing below the layer is differentiated
+            torch.set_grad_enabled(True)
         new = leaf.clone() if grad else leaf
         if isinstance(out, torch.Tensor):
             return new
@@ -674,7 +680,7 @@ def layer_pass(
 
     handle = hooks.forward(module, hook)
     try:
-        with torch.enable_grad() if grad else torch.no_grad():
+        with torch.no_grad():  # the hook switches gradients on at the layer (the context restores the mode)
             out = model(x)
     finally:
         handle.remove()
