@@ -92,6 +92,17 @@ METRICS: tuple[str, ...] = (
 )
 
 
+def _to_host(t: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """``(host copy, event)``: on CUDA an asynchronous copy and the event that marks its arrival
+    (read later, without stalling the device); elsewhere the tensor itself and ``None``."""
+    if t.device.type == "cuda":
+        host = t.to("cpu", non_blocking=True)
+        event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+        event.record()
+        return host, event
+    return t.cpu(), None
+
+
 def _all_finite(norms: torch.Tensor) -> bool:
     """Whether every norm is finite: read in place on a CPU, one host read (a sync) on accelerators."""
     if norms.device.type == "cpu":
@@ -450,13 +461,7 @@ class Monitor:
         meta: dict[str, Any] = {"step": step, "heavy": False, "cheap": key, "origin": self._origin}
         self._origin = None
         with torch.no_grad():
-            norms = norms.detach().float()
-            if norms.device.type == "cuda":
-                host = norms.to("cpu", non_blocking=True)
-                event = torch.cuda.Event()  # type: ignore[no-untyped-call]
-                event.record()
-            else:
-                host, event = norms.cpu(), None
+            host, event = _to_host(norms.detach().float())
             if self.optimizer is None and self.update_ratio and self._full(step + 1):
                 self.params.snapshot()  # the next step's update is measured against these weights
                 self._prev_wn = self.params.weight_raw()
@@ -582,12 +587,7 @@ class Monitor:
             flat = torch.cat([p.to(dev, torch.float64) for p in parts])
             self._graw = self._wn = None
             self._psamples = []
-            if flat.device.type == "cuda":
-                host = flat.to("cpu", non_blocking=True)
-                event = torch.cuda.Event()  # type: ignore[no-untyped-call]
-                event.record()
-            else:
-                host, event = flat.cpu(), None
+            host, event = _to_host(flat)
         self.step_count += 1
         self._arm_tap(self.start_step + self.step_count)
         self._queue(meta, host, event, urgent=True)
