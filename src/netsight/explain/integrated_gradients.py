@@ -333,12 +333,18 @@ def integrated_gradients(
 
     Args:
         baseline: ``"zero"``, ``"blur"``, ``"uniform"``, a number or a tensor (see ``_baselines``).
-        steps: quadrature nodes per sample (default 50; 6 as the start of the adaptive mode).
+        steps: quadrature nodes per sample (default 50); with ``tolerance``, where refinement starts:
+            8 intervals (9 nodes) for ``adaptive_trapezoid``, 6 nodes for an explicit rule.
         rule: one of ``riemann_left``, ``riemann_right``, ``riemann_middle``, ``riemann_trapezoid``,
-            ``gauss_legendre``; default ``gauss_legendre``, or ``riemann_middle`` (nested) with
-            ``tolerance``.
+            ``gauss_legendre``, or ``adaptive_trapezoid`` (needs ``tolerance``); default
+            ``gauss_legendre``, or ``adaptive_trapezoid`` with ``tolerance``.
         tolerance: adaptive mode: refine each sample until its completeness error is at most this
-            (in units of the score), or until ``max_steps``.
+            (in units of the score), or until ``max_steps`` nodes. Completeness is one number per
+            sample: a map within the tolerance can still be farther from the exact integral than a
+            fixed rule with more nodes (docs/benchmarks.md).
+        max_steps: the most gradient evaluations (nodes) per sample in the adaptive mode.
+
+    ``meta["steps"]`` holds the gradient evaluations (nodes) each sample used.
     """
     no_layer("integrated_gradients", layer)
     x = check_inputs(inputs).detach()
