@@ -4,11 +4,15 @@ Variants, each timed on the same model, interleaved in random order within every
 reported as ratios against the bare step timed in the same run:
 
 - ``bare``            forward, backward, optimizer step
-- ``watch``           ``ns.watch(model, optimizer=opt, run=run)`` with defaults (statistics every step,
-                      histograms on the logarithmic schedule, written to a real run store)
+- ``watch``           ``ns.watch(model, optimizer=opt, run=run)`` with defaults, in the steady state
+                      (gradient norms every step, every statistic every 10th step, histograms on the
+                      logarithmic schedule, written to a real run store)
 - ``watch_all``       ``heavy="always"``: every statistic and the weight, gradient and activation
                       histograms every step
 - ``watch_nostore``   defaults, ``run=None`` (the monitor alone: the store's writer thread left out)
+- ``watch_start``     defaults over a run's first steps (0, 1, 2, ...: the logarithmic schedule takes
+                      histograms on every step below 10 and ~10 times per decade after); the other
+                      ``watch`` variants number their steps from 1,000,001 (steady state)
 - ``tb_histograms``   TensorBoard ``add_histogram`` of every gradient every step
 - ``item_recipe``     the forum's ``plot_grad_flow`` recipe: mean and max |grad| per parameter with
                       ``.item()`` each
@@ -119,7 +123,9 @@ def main() -> None:
     )
     ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--variants", default="bare,watch,watch_all,watch_nostore,tb_histograms,item_recipe")
+    ap.add_argument(
+        "--variants", default="bare,watch,watch_all,watch_nostore,watch_start,tb_histograms,item_recipe"
+    )
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -158,7 +164,11 @@ def run_model(
         loss.backward()
         opt.step()
 
-    step_no = [0]
+    # Steady state: the monitor's step numbers start past the logarithmic schedule's dense beginning
+    # (every step below 10 and ~10 per decade after that carry histograms), as they are after the
+    # first few thousand steps of a real run; ``watch_start`` measures the first steps instead.
+    step_no = [1_000_001]
+    start_no = [0]
 
     @contextlib.contextmanager
     def bare() -> Iterator[Callable[[], None]]:
@@ -167,9 +177,10 @@ def run_model(
     @contextlib.contextmanager
     def watch(**kw: object) -> Iterator[Callable[[], None]]:
         target = kw.pop("run", run)
-        with ns.watch(model, optimizer=opt, run=target, start_step=step_no[0], **kw) as mon:
+        counter = start_no if kw.pop("from_start", False) else step_no
+        with ns.watch(model, optimizer=opt, run=target, start_step=counter[0], **kw) as mon:
             yield lambda: None
-        step_no[0] += mon.step_count
+        counter[0] += mon.step_count
 
     @contextlib.contextmanager
     def tb() -> Iterator[Callable[[], None]]:
@@ -208,6 +219,7 @@ def run_model(
         "watch": watch,
         "watch_all": lambda: watch(heavy="always"),
         "watch_nostore": lambda: watch(run=None),
+        "watch_start": lambda: watch(from_start=True),
         "tb_histograms": tb,
         "item_recipe": item,
     }
