@@ -228,6 +228,7 @@ class ActivationTap:
         self.heavy = False
         self.shapes: dict[str, tuple[int, ...]] = {}
         self._hooks: Hooks | None = None
+        self._scratch: torch.Tensor | None = None
         self._tensor_handles = HandleList()
         self._alive: dict[int, torch.Tensor] = {}
         self._reset()
@@ -264,6 +265,7 @@ class ActivationTap:
         self._reset()
         if final:
             self._alive.clear()
+            self._scratch = None
 
     def _reset(self) -> None:
         self._seen: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
@@ -310,7 +312,9 @@ class ActivationTap:
             f32 = torch.float32
             self._q.append(torch.dot(flat, flat) if v.dtype == f32 else torch.mul(v, v).sum(dtype=f32))
             if self.zeros[i]:
-                nz = torch.sign(v) if self.relu[i] else torch.sign(v).abs_()
+                nz = torch.sign(v, out=self._buffer(v))
+                if not self.relu[i]:
+                    nz.abs_()
                 self._z_idx.append(len(self._idx) - 1)
                 self._z.append(nz.sum(dtype=torch.float32))
             self._fwd_seq.append(len(self._fwd_names))
@@ -320,7 +324,7 @@ class ActivationTap:
                 lo, hi = bounds
                 mid, half = (hi + lo) / 2, (hi - lo) / 2
                 # |v - mid| >= half - tol  <=>  sign(...) + 1 > 0: counted as 1 (ties included)
-                d = (v - mid).abs_().sub_(half - self.sat_eps * (hi - lo))
+                d = torch.sub(v, mid, out=self._buffer(v)).abs_().sub_(half - self.sat_eps * (hi - lo))
                 self._sat_idx.append(len(self._idx) - 1)
                 self._sat.append(torch.sign(d).add_(1).sign_().sum(dtype=torch.float32))
             if self.relu[i] and v.dim() >= 1:
@@ -352,6 +356,18 @@ class ActivationTap:
             if seen is not None and seen[0]() is t and seen[1] == t._version and t.numel() == x.numel():
                 return True
         return False
+
+    def _buffer(self, v: torch.Tensor) -> torch.Tensor:
+        """A scratch tensor shaped like ``v``, from one buffer kept across steps: the element-wise
+        temporaries of the statistics allocate nothing (fresh multi-megabyte allocations are returned
+        to the system and faulted in again, which also slows the backward pass that follows)."""
+        if v.device.type != "cpu":  # accelerators' caching allocators reuse blocks already
+            return torch.empty_like(v)
+        n = v.numel()
+        buf = self._scratch
+        if buf is None or buf.numel() < n or buf.dtype != v.dtype:
+            buf = self._scratch = torch.empty(n, dtype=v.dtype)
+        return buf[:n].view(v.shape)
 
     def _on_grad(self, i: int, grad: torch.Tensor) -> None:
         with torch.no_grad():
