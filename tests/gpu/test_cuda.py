@@ -101,3 +101,61 @@ def test_watch_on_cuda_logs_every_layer(tmp_path) -> None:  # type: ignore[no-un
     assert {"0", "2"} <= set(names)
     assert len(steps) == 5
     assert (values[np.isfinite(values)] > 0).all()
+
+
+def test_targets_known_on_the_host_resolve_on_cuda_as_on_cpu() -> None:
+    from netsight.errors import TargetError
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5)
+    )
+    x = torch.randn(3, 3, 8, 8)
+    for target in (None, 2, [4, 0, 1], torch.tensor([1, 1, 3]), torch.tensor([1, 1, 3], device="cuda")):
+        cpu = ns.explain(m, x, target=target if not isinstance(target, torch.Tensor) else target.cpu())
+        gpu = ns.explain(m.cuda(), x.cuda(), target=target)
+        m.cpu()
+        assert torch.equal(gpu.target.cpu(), cpu.target)
+        torch.testing.assert_close(gpu.attributions.cpu(), cpu.attributions, atol=1e-5, rtol=1e-4)
+    with pytest.raises(TargetError, match="class 7 is out of range"):
+        ns.explain(m.cuda(), x.cuda(), target=[1, 7, 0])
+
+
+def test_watch_on_cuda_matches_cpu_and_names_the_nan_origin() -> None:
+    class LogNegative(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(6, 6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.log(self.fc(x) - 100.0)
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2))
+    xs = [torch.randn(16, 4) for _ in range(10)]  # the last step, 9, collects everything (stats=3)
+    rows = {}
+    for device in ("cpu", "cuda"):
+        m = torch.nn.Sequential(*[torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 2)]).to(device)
+        m.load_state_dict(net.state_dict())
+        opt = torch.optim.SGD(m.parameters(), lr=0.05)
+        with ns.watch(m, optimizer=opt, stats=3) as mon:
+            for x in xs:
+                opt.zero_grad()
+                m(x.to(device)).square().mean().backward()
+                opt.step()
+            last = mon.last
+        assert last is not None
+        rows[device] = last.values
+    np.testing.assert_allclose(rows["cuda"], rows["cpu"], rtol=1e-4, atol=1e-7)
+
+    bad = torch.nn.Sequential(torch.nn.Linear(4, 6), LogNegative(), torch.nn.Linear(6, 1)).cuda()
+    opt = torch.optim.SGD(bad.parameters(), lr=0.0)
+    with ns.watch(bad, optimizer=opt, stats=1000, heavy="never") as mon:
+        for _ in range(2):
+            opt.zero_grad()
+            bad(torch.randn(4, 4, device="cuda")).sum().backward()
+            opt.step()
+    nan = [a for a in mon.alerts if a.rule == "nan"]
+    assert nan
+    assert nan[0].layer == "1"
+    assert nan[0].step == 0
