@@ -243,3 +243,36 @@ def test_gradient_statistics_of_large_tensors_match_float64() -> None:
             got = row[METRICS.index(metric)]
             tol = 1e-6
             assert abs(got - value) <= tol * value, (name, metric, got, value)
+
+
+def test_sampled_activation_histograms_match_bucketize_of_the_same_samples() -> None:
+    # outputs larger than hist_sample are histogrammed from an even stride; the counts are scaled by
+    # numel / sampled. Recomputed here from the same strided elements with torch.bucketize.
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.Tanh())
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    x = torch.randn(4, 1, 16, 16)
+    outs: dict[str, torch.Tensor] = {}
+    handles = [
+        m.register_forward_hook(lambda mod, inp, out, name=name: outs.__setitem__(name, out.detach().clone()))
+        for name, m in net.named_children()
+    ]
+    edges = log_edges()
+    try:
+        with ns.watch(net, optimizer=opt, heavy="always", hist_sample=500) as mon:
+            for _ in range(2):
+                opt.zero_grad()
+                net(x).sum().backward()
+                opt.step()
+            last = mon.last
+    finally:
+        for h in handles:
+            h.remove()
+    assert last is not None
+    layers, counts = last.hists["activation"]
+    for name in ("0", "2", "3"):  # conv outputs and tanh: 2048 elements each, sampled every 4th
+        flat = outs[name].reshape(-1)
+        sample = flat[:: flat.numel() // 500].contiguous()
+        want = torch.bincount(
+            torch.bucketize(sample, edges.float(), right=True), minlength=edges.numel() + 1
+        ).double() * (flat.numel() / sample.numel())
+        np.testing.assert_allclose(counts[layers.index(name)], want.numpy(), rtol=1e-12)

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..capture import HandleList, Hooks
-from ._histograms import LogBins, sample_flat
+from ._histograms import LogBins, sample_view
 
 # module type name -> (low, high) bound of its output; hardtanh-like ones read their own bounds
 _SATURATING: dict[str, tuple[float, float]] = {
@@ -229,6 +229,7 @@ class ActivationTap:
         self.shapes: dict[str, tuple[int, ...]] = {}
         self._hooks: Hooks | None = None
         self._scratch: torch.Tensor | None = None
+        self._hbuf: torch.Tensor | None = None
         self._tensor_handles = HandleList()
         self._alive: dict[int, torch.Tensor] = {}
         self._reset()
@@ -265,7 +266,7 @@ class ActivationTap:
         self._reset()
         if final:
             self._alive.clear()
-            self._scratch = None
+            self._scratch = self._hbuf = None
 
     def _reset(self) -> None:
         self._seen: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
@@ -287,6 +288,7 @@ class ActivationTap:
         self._h_idx: list[int] = []
         self._h: list[torch.Tensor] = []
         self._h_scale: list[float] = []
+        self._h_used = 0
 
     # -- hooks ----------------------------------------------------------------------------------
     def _on_forward(self, i: int, module: nn.Module, inputs: Any, output: Any) -> None:
@@ -337,7 +339,7 @@ class ActivationTap:
                 else:
                     acc.logical_or_(alive)
             if self.heavy and self.bins is not None:
-                sample, scale = sample_flat(v, self.hist_sample)
+                sample, scale = self._sample(v)
                 self._h_idx.append(i)
                 self._h.append(sample)
                 self._h_scale.append(scale)
@@ -356,6 +358,23 @@ class ActivationTap:
             if seen is not None and seen[0]() is t and seen[1] == t._version and t.numel() == x.numel():
                 return True
         return False
+
+    def _sample(self, v: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """A float32 copy of a strided sample of ``v``, written into one buffer kept across steps (not
+        one small allocation per module and step); past the buffer's end, a fresh copy."""
+        view, scale = sample_view(v, self.hist_sample)
+        k = view.numel()
+        used = self._h_used
+        buf = self._hbuf
+        if buf is None or buf.device != view.device:
+            per = self.hist_sample if self.hist_sample is not None else 0
+            buf = self._hbuf = torch.empty(len(self.layers) * per, dtype=torch.float32, device=view.device)
+        if used + k > buf.numel():
+            return view.to(torch.float32, copy=True), scale
+        out = buf[used : used + k]
+        out.copy_(view)
+        self._h_used = used + k
+        return out, scale
 
     def _buffer(self, v: torch.Tensor) -> torch.Tensor:
         """A scratch tensor shaped like ``v``, from one buffer kept across steps: the element-wise

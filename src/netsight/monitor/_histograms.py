@@ -73,13 +73,29 @@ class LogBins:
         return idx.clamp_(0, self.bins - 1)  # +inf: the last bin, as bucketize puts it
 
 
-def sample_flat(t: torch.Tensor, sample: int | None) -> tuple[torch.Tensor, float]:
-    """A float32 copy of at most ``sample`` evenly strided elements of ``t``, and the count scale."""
+def sample_view(t: torch.Tensor, sample: int | None) -> tuple[torch.Tensor, float]:
+    """A view of at most ``sample`` evenly strided elements of ``t`` (flattened), and the count scale."""
     v = t.detach().reshape(-1)
     n = v.numel()
     if sample is not None and n > sample:
         v = v[:: n // sample]
-    return v.to(torch.float32, copy=True), (n / v.numel() if v.numel() else 1.0)
+    return v, (n / v.numel() if v.numel() else 1.0)
+
+
+def sample_flat(t: torch.Tensor, sample: int | None) -> tuple[torch.Tensor, float]:
+    """A float32 copy of at most ``sample`` evenly strided elements of ``t``, and the count scale."""
+    v, scale = sample_view(t, sample)
+    return v.to(torch.float32, copy=True), scale
+
+
+def sample_many(tensors: list[torch.Tensor], sample: int | None) -> tuple[list[torch.Tensor], list[float]]:
+    """:func:`sample_flat` of many tensors, copied into one float32 allocation (one copy, not one small
+    allocation per tensor), returned as views into it."""
+    taken = [sample_view(t, sample) for t in tensors]
+    if not taken:
+        return [], []
+    flat = torch.cat([v.to(torch.float32) for v, _ in taken])
+    return list(torch.split(flat, [v.numel() for v, _ in taken])), [c for _, c in taken]
 
 
 def histograms_of_samples(

@@ -69,7 +69,7 @@ from ..capture.reducers import log_edges
 from ..errors import AlertError, ArgumentError, CaptureError
 from . import _distributed
 from ._activations import ActivationTap, TapLayout, default_layers
-from ._histograms import LogBins, histograms_of_samples, sample_flat
+from ._histograms import LogBins, histograms_of_samples, sample_many
 from ._params import ParamStats
 from .detectors import RULES, Detector, Finding, StepView, check_rule, make_detectors, run_rules
 from .schedule import as_schedule
@@ -437,10 +437,8 @@ class Monitor:
                     ("weight", [(q.detach(), o) for q, o in zip(p.params, p._owner_list)]),
                     ("grad", [(q.grad, o) for q, o in zip(p.params, p._owner_list) if q.grad is not None]),
                 ):
-                    taken = [sample_flat(t, self.hist_sample) for t, _ in tensors]
-                    self._psamples.append(
-                        (kind, len(p), [t for t, _ in taken], [c for _, c in taken], [o for _, o in tensors])
-                    )
+                    samples, scales = sample_many([t for t, _ in tensors], self.hist_sample)
+                    self._psamples.append((kind, len(p), samples, scales, [o for _, o in tensors]))
 
     def _cheap_before(self) -> None:
         """A gradient-norm-only step: one ``_foreach_norm`` and, for the NaN rule, one host read."""
