@@ -37,12 +37,14 @@ from ._common import (
     probe,
     resolve_chunk,
     score,
+    session,
     with_target,
 )
 
 __all__ = [
     "FEATURE_KINDS",
     "Features",
+    "GroupScores",
     "coalition_scores",
     "fill_values",
     "input_kind",
@@ -50,6 +52,8 @@ __all__ = [
     "masked_forwards",
     "reference_scores",
     "rows_per_chunk",
+    "score_feature_groups",
+    "spread_features",
 ]
 
 #: How a perturbation method may group input elements into features.
@@ -508,3 +512,57 @@ def coalition_scores(
         model, build_items, n * per_row, target, chunk=chunk, device=x.device, progress=progress, desc=desc
     )
     return flat.view(n, b, k).mean(dim=2)
+
+
+@dataclass(frozen=True)
+class GroupScores:
+    """One group of samples with the same feature count ``m``: their indices in the batch, the
+    coalitions scored ``z [n, m]``, and the scores ``y [n, len(idx)]``."""
+
+    m: int
+    idx: torch.Tensor
+    z: torch.Tensor
+    y: torch.Tensor
+
+
+def score_feature_groups(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: TargetSpec,
+    feats: Features,
+    fill: torch.Tensor,
+    *,
+    coalitions: Callable[[int], torch.Tensor],
+    max_batch: int | None,
+    progress: bool,
+    desc: str,
+) -> tuple[list[GroupScores], Target, int]:
+    """What the surrogate methods (KernelSHAP, LIME) share: resolve ``target`` on the unperturbed
+    inputs, then score ``coalitions(m)`` (``[n, m]`` bool) for every group of samples with ``m``
+    features, in memory-sized chunks. Returns the groups, the resolved target and the model calls."""
+    out = []
+    with session(model) as s:
+        chunk = rows_per_chunk(model, x, max_batch)
+        _ref, t = reference_scores(model, x, target, chunk=chunk)
+        for m, members in feats.groups():
+            idx = torch.tensor(members, device=x.device)
+            z = coalitions(m)
+            y = coalition_scores(
+                model,
+                x[idx],
+                feats.labels[idx],
+                fill[idx],
+                z,
+                target=t[idx] if isinstance(t, torch.Tensor) else t,
+                chunk=chunk,
+                progress=progress,
+                desc=desc,
+            )
+            out.append(GroupScores(m, idx, z, y))
+    return out, t, s.calls
+
+
+def spread_features(feats: Features, per_feature: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-feature values ``[B, M_max]`` painted onto the inputs' shape (in ``x``'s float dtype)."""
+    attr = feats.spread(per_feature, x.shape[1:])
+    return attr.to(x.dtype) if x.is_floating_point() else attr

@@ -34,9 +34,9 @@ from torch import nn
 
 from netsight.errors import ArgumentError
 
-from ._common import TargetSpec, check_inputs, no_layer, resolved, session
+from ._common import TargetSpec, check_inputs, no_layer, resolved
 from ._explanation import Explanation
-from ._features import coalition_scores, fill_values, make_features, reference_scores, rows_per_chunk
+from ._features import fill_values, make_features, score_feature_groups, spread_features
 from ._registry import register
 
 __all__ = ["kernel_shap", "shapley_coalitions", "shapley_kernel", "solve_shapley"]
@@ -192,42 +192,36 @@ def kernel_shap(
     values = torch.zeros((b, max(feats.counts)), dtype=torch.float64, device=x.device)  # [B, M_max]
     base = torch.zeros(b, dtype=torch.float64, device=x.device)
     gap = torch.zeros(b, dtype=torch.float64, device=x.device)
-    exact_all = True
-    with session(model) as s:
-        chunk = rows_per_chunk(model, x, max_batch)
-        _ref, t = reference_scores(model, x, target, chunk=chunk)
-        for m, members in feats.groups():
-            idx = torch.tensor(members, device=x.device)
-            budget = n_samples if n_samples is not None else 2 * m + 2048
-            z, w, exact = shapley_coalitions(m, budget, gen, x.device)
-            exact_all = exact_all and exact
-            ends = torch.stack(
-                [
-                    torch.zeros(m, dtype=torch.bool, device=x.device),
-                    torch.ones(m, dtype=torch.bool, device=x.device),
-                ]
-            )
-            tg = t[idx] if isinstance(t, torch.Tensor) else t
-            y = coalition_scores(
-                model,
-                x[idx],
-                feats.labels[idx],
-                fill[idx],
-                torch.cat([ends, z]),
-                target=tg,
-                chunk=chunk,
-                progress=progress,
-                desc="kernel_shap",
-            )  # [2 + n, Bg]: f(baseline), f(x), then the coalitions
-            f0, fx = y[0], y[1]
-            phi = solve_shapley(z, y[2:], w, f0, fx)  # [Bg, M]
-            values[idx, :m] = phi
-            base[idx] = f0.double()
-            gap[idx] = (phi.sum(dim=1) - (fx - f0).double()).abs()
+    weights: dict[int, tuple[torch.Tensor, bool]] = {}
+
+    def coalitions(m: int) -> torch.Tensor:  # the empty and the full coalition first, then the sample
+        budget = n_samples if n_samples is not None else 2 * m + 2048
+        z, w, exact = shapley_coalitions(m, budget, gen, x.device)
+        weights[m] = (w, exact)
+        ends = torch.tensor([[False] * m, [True] * m], device=x.device)
+        return torch.cat([ends, z])
+
+    groups, t, calls = score_feature_groups(
+        model,
+        x,
+        target,
+        feats,
+        fill,
+        coalitions=coalitions,
+        max_batch=max_batch,
+        progress=progress,
+        desc="kernel_shap",
+    )
+    for g in groups:
+        w, _exact = weights[g.m]
+        f0, fx = g.y[0], g.y[1]  # f(baseline), f(x)
+        phi = solve_shapley(g.z[2:], g.y[2:], w, f0, fx)  # [Bg, M]
+        values[g.idx, : g.m] = phi
+        base[g.idx] = f0.double()
+        gap[g.idx] = (phi.sum(dim=1) - (fx - f0).double()).abs()
+    exact_all = all(exact for _, exact in weights.values())
     per_feature = values.float()  # [B, M_max]
-    attr = feats.spread(per_feature, x.shape[1:])
-    if x.is_floating_point():
-        attr = attr.to(x.dtype)
+    attr = spread_features(feats, per_feature, x)
     classes = t if isinstance(t, torch.Tensor) else None
     return Explanation(
         attributions=attr,
@@ -248,6 +242,6 @@ def kernel_shap(
                 "seed": seed,
                 "max_batch": max_batch,
             },
-            "passes": s.calls,
+            "passes": calls,
         },
     )

@@ -28,9 +28,9 @@ from torch import nn
 
 from netsight.errors import ArgumentError
 
-from ._common import TargetSpec, check_inputs, no_layer, resolved, session
+from ._common import TargetSpec, check_inputs, no_layer, resolved
 from ._explanation import Explanation
-from ._features import coalition_scores, fill_values, make_features, reference_scores, rows_per_chunk
+from ._features import fill_values, make_features, score_feature_groups, spread_features
 from ._registry import register
 
 __all__ = ["lime", "lime_samples", "weighted_ridge"]
@@ -169,36 +169,28 @@ def lime(
     coefficients = torch.zeros((b, max(feats.counts)), dtype=torch.float64, device=x.device)  # [B, M_max]
     intercept = torch.zeros(b, dtype=torch.float64, device=x.device)
     r2 = torch.zeros(b, dtype=torch.float64, device=x.device)
-    with session(model) as s:
-        chunk = rows_per_chunk(model, x, max_batch)
-        _ref, t = reference_scores(model, x, target, chunk=chunk)
-        for m, members in feats.groups():
-            idx = torch.tensor(members, device=x.device)
-            z = lime_samples(m, n_samples, sampler, gen, x.device)  # [n, M]
-            tg = t[idx] if isinstance(t, torch.Tensor) else t
-            y = coalition_scores(
-                model,
-                x[idx],
-                feats.labels[idx],
-                fill[idx],
-                z,
-                target=tg,
-                chunk=chunk,
-                progress=progress,
-                desc="lime",
-            )  # [n, Bg]
-            width = (
-                kernel_width
-                if kernel_width is not None
-                else (0.25 if distance == "cosine" else 0.75 * math.sqrt(m))
-            )
-            beta, b0, fit = weighted_ridge(z, y, lime_kernel(z, distance, width), alpha)
-            coefficients[idx, :m] = beta
-            intercept[idx], r2[idx] = b0, fit
+    groups, t, calls = score_feature_groups(
+        model,
+        x,
+        target,
+        feats,
+        fill,
+        coalitions=lambda m: lime_samples(m, n_samples, sampler, gen, x.device),  # [n, M]
+        max_batch=max_batch,
+        progress=progress,
+        desc="lime",
+    )
+    for g in groups:
+        width = (
+            kernel_width
+            if kernel_width is not None
+            else (0.25 if distance == "cosine" else 0.75 * math.sqrt(g.m))
+        )
+        beta, b0, fit = weighted_ridge(g.z, g.y, lime_kernel(g.z, distance, width), alpha)
+        coefficients[g.idx, : g.m] = beta
+        intercept[g.idx], r2[g.idx] = b0, fit
     per_feature = coefficients.float()  # [B, M_max]
-    attr = feats.spread(per_feature, x.shape[1:])
-    if x.is_floating_point():
-        attr = attr.to(x.dtype)
+    attr = spread_features(feats, per_feature, x)
     classes = t if isinstance(t, torch.Tensor) else None
     return Explanation(
         attributions=attr,
@@ -220,6 +212,6 @@ def lime(
                 "seed": seed,
                 "max_batch": max_batch,
             },
-            "passes": s.calls,
+            "passes": calls,
         },
     )
