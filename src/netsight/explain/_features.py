@@ -541,7 +541,7 @@ def score_feature_groups(
     inputs, then score ``coalitions(m)`` (``[n, m]`` bool) for every group of samples with ``m``
     features, in memory-sized chunks. Returns the groups, the resolved target and the model calls."""
     out = []
-    with session(model) as s:
+    with session(model, freeze=False) as s:  # forwards without gradients: nothing to freeze
         chunk = rows_per_chunk(model, x, max_batch)
         _ref, t = reference_scores(model, x, target, chunk=chunk)
         for m, members in feats.groups():

@@ -145,7 +145,7 @@ def occlusion(
     n_windows = math.prod(counts)
     b = x.shape[0]
     base = fill_values(x, baseline, None)[:, 0]  # [B, *S]
-    with session(model) as s:
+    with session(model, freeze=False) as s:  # forwards without gradients: nothing to freeze
         chunk = rows_per_chunk(model, x, max_batch)
         ref, t = reference_scores(model, x, target, chunk=chunk)
 

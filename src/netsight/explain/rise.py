@@ -130,7 +130,7 @@ def rise(
         ],
         dim=1,
     )  # [N, 2]
-    with session(model) as s:
+    with session(model, freeze=False) as s:  # forwards without gradients: nothing to freeze
         chunk = rows_per_chunk(model, x, max_batch)
         _ref, t = reference_scores(model, x, target, chunk=chunk, probability=probability)
 
@@ -245,7 +245,7 @@ def deletion_insertion(
     fractions = counts.float() / (h * w)
     blurred = gaussian_blur(x, blur_sigma) if mode in ("both", "insertion") else x
     curves: dict[str, torch.Tensor] = {}
-    with session(model):
+    with session(model, freeze=False):  # forwards without gradients: nothing to freeze
         chunk = rows_per_chunk(model, x, max_batch)
         _ref, t = reference_scores(model, x, target, chunk=chunk, probability=probability)
         for name in ("deletion", "insertion"):

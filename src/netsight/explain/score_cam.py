@@ -59,7 +59,7 @@ def score_cam(
     name = pick_layer(model, x, layer)
     t = prepare_target(target, x.shape[0], x.device)
     hw = (x.shape[-2], x.shape[-1])
-    with session(model) as s:
+    with session(model, freeze=False) as s:  # forwards without gradients: nothing to freeze
         chunk = chunk_size(model, x, max_batch=max_batch, backward=False)
 
         def first(xc: torch.Tensor, tc: Any) -> tuple[torch.Tensor, torch.Tensor]:
