@@ -276,3 +276,30 @@ def test_sampled_activation_histograms_match_bucketize_of_the_same_samples() -> 
             torch.bucketize(sample, edges.float(), right=True), minlength=edges.numel() + 1
         ).double() * (flat.numel() / sample.numel())
         np.testing.assert_allclose(counts[layers.index(name)], want.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "edges",
+    [
+        log_edges(),  # the monitor's default: signed, log-spaced
+        torch.linspace(-3.0, 3.0, 61, dtype=torch.float64),  # uniform
+        torch.tensor([0.0, 1.0, 1.0001], dtype=torch.float64),  # two edges in one lookup interval
+    ],
+    ids=["log", "linear", "tight"],
+)
+def test_bin_finder_equals_bucketize(edges: torch.Tensor) -> None:
+    # the histograms' lookup table on float bits against torch.bucketize(right=True), on values spread
+    # over 30 decades, every edge, its float neighbours on both sides, signed zeros, infinities and
+    # subnormals
+    from netsight.monitor._histograms import LogBins
+
+    e32 = torch.as_tensor(edges, dtype=torch.float64).float()
+    g = torch.Generator().manual_seed(0)
+    spread = torch.randn(200_000, generator=g) * torch.exp(5 * torch.randn(200_000, generator=g))
+    special = torch.tensor([0.0, -0.0, math.inf, -math.inf, 1e-45, -1e-45, 1e-38, -1e-38, 3e38, -3e38])
+    up, down = torch.tensor(math.inf), torch.tensor(-math.inf)
+    v = torch.cat([spread, special, e32, torch.nextafter(e32, up), torch.nextafter(e32, down)])
+    bins = LogBins(torch.as_tensor(edges, dtype=torch.float64))
+    assert torch.equal(bins.index(v), torch.bucketize(v, e32, right=True))
+    strided = v[::7].reshape(-1, 1)  # a non-contiguous view
+    assert torch.equal(bins.index(strided), torch.bucketize(strided.contiguous(), e32, right=True))
