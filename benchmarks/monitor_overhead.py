@@ -17,6 +17,16 @@ reported as ratios against the bare step timed in the same run:
 - ``item_recipe``     the forum's ``plot_grad_flow`` recipe: mean and max |grad| per parameter with
                       ``.item()`` each
 
+Allocator regime (CPU): glibc returns the top of its heap to the system when a free leaves more than a
+threshold there, and raises that threshold (up to 32 MiB for the mmap threshold, twice that for the
+trim threshold) the first time the process frees a block larger than the current one. Which
+variant happens to free such a block first (closing a monitor frees its buffers) therefore decides
+whether the *following* steps of every variant re-fault their heap pages, ~16,000 page faults and
+~25 ms per ResNet-18 step on this box, and biases interleaved timings. ``--allocator warm`` (the
+default) allocates and frees one 31 MiB tensor before timing, which puts the process, and so the bare
+and the watched steps alike, in glibc's raised-threshold regime from the start; ``--allocator raw``
+leaves it alone. Minor page faults per step are printed for every variant, so the regime is visible.
+
 Usage::
 
     python benchmarks/monitor_overhead.py                          # CPU: two small CNNs and ResNet-18
@@ -29,6 +39,7 @@ import argparse
 import contextlib
 import platform
 import random
+import resource
 import statistics
 import tempfile
 import time
@@ -127,14 +138,24 @@ def main() -> None:
         "--variants", default="bare,watch,watch_all,watch_nostore,watch_start,tb_histograms,item_recipe"
     )
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--allocator",
+        choices=("warm", "raw"),
+        default="warm",
+        help="warm: free one 31 MiB tensor first (glibc's raised-threshold regime for every variant); "
+        "raw: leave the allocator's history to the variants' order",
+    )
     args = ap.parse_args()
+    if args.allocator == "warm":
+        del_me = torch.empty(31 << 18)  # 31 MiB: above glibc's default mmap threshold, below its cap
+        del del_me
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     variants = args.variants.split(",")
     print(
         f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, device {device}"
+        f"{torch.get_num_threads()} threads, device {device}, allocator {args.allocator}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     )
     for name in args.model or ["mnist", "cnn", "resnet18"]:
@@ -224,6 +245,7 @@ def run_model(
         "item_recipe": item,
     }
     times: dict[str, list[float]] = {v: [] for v in variants}
+    faults: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(2):  # warm up every variant
         for v in variants:
             with makers[v]() as after:
@@ -238,20 +260,22 @@ def run_model(
                 train_step()  # first step in the block untimed (hooks, buffers, tree)
                 after()
                 sync(device)
+                f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 t0 = time.perf_counter()
                 for _ in range(steps):
                     train_step()
                     after()
                 sync(device)
                 times[v].append((time.perf_counter() - t0) / steps)
+                faults[v].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / steps)
     run.close()
     tmp.cleanup()
     base = statistics.median(times["bare"]) if "bare" in times else float("nan")
     print(f"\n## {name}, batch {batch}" + (f", {size}x{size}" if name.startswith("resnet") else ", 28x28"))
-    print(f"{'variant':<15} {'ms/step':>9} {'ratio':>7}")
+    print(f"{'variant':<15} {'ms/step':>9} {'ratio':>7} {'faults/step':>12}")
     for v in variants:
         med = statistics.median(times[v])
-        print(f"{v:<15} {med * 1e3:9.2f} {med / base:7.3f}")
+        print(f"{v:<15} {med * 1e3:9.2f} {med / base:7.3f} {statistics.median(faults[v]):12.0f}")
 
 
 if __name__ == "__main__":
