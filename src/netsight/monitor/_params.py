@@ -125,7 +125,7 @@ class ParamStats:
         if self._before is None or any(
             b.shape != p.shape or b.dtype != p.dtype or b.device != p.device for b, p in zip(self._before, w)
         ):
-            self._before = _flat_copies(w)
+            self._before = [p.clone() for p in w]
         else:
             torch._foreach_copy_(self._before, w)
 
@@ -186,18 +186,3 @@ class ParamStats:
         """``[L]`` float64 ``sqrt(Σ_p raw_p²)`` per layer, from one value per parameter."""
         sq = np.bincount(self.owner, weights=np.square(raw.astype(np.float64)), minlength=len(self.layers))
         return np.sqrt(sq)
-
-
-def _flat_copies(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Copies of ``tensors`` as views into one allocation per (dtype, device) group: a few large
-    blocks that the allocator places once, instead of one heap chunk per parameter."""
-    out: list[torch.Tensor | None] = [None] * len(tensors)
-    groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
-    for i, t in enumerate(tensors):
-        groups.setdefault((t.dtype, t.device), []).append(i)
-    for (dtype, device), idx in groups.items():
-        flat = torch.empty(sum(tensors[i].numel() for i in idx), dtype=dtype, device=device)
-        views = torch.split(flat, [tensors[i].numel() for i in idx])
-        for i, v in zip(idx, views):
-            out[i] = v.view(tensors[i].shape).copy_(tensors[i])
-    return [t for t in out if t is not None]
