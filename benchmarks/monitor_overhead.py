@@ -1,7 +1,9 @@
 """Overhead of ``ns.watch`` on a training step, side by side with the bare step and the usual recipes.
 
 Variants, each timed on the same model, interleaved in random order within every repeat, medians
-reported as ratios against the bare step timed in the same run:
+reported as ratios against the bare step timed in the same run. Each block's timing ends when the work
+its steps left for background threads is done (``mon.flush()`` and the run store's ``flush()``,
+TensorBoard's ``flush()``), so none of it spills into the next variant's block:
 
 - ``bare``            forward, backward, optimizer step
 - ``watch``           ``ns.watch(model, optimizer=opt, run=run)`` with defaults, in the steady state
@@ -12,7 +14,7 @@ reported as ratios against the bare step timed in the same run:
 - ``watch_nostore``   defaults, ``run=None`` (the monitor alone: the store's writer thread left out)
 - ``watch_start``     defaults over a run's first steps (0, 1, 2, ...: the logarithmic schedule takes
                       histograms on every step below 10 and ~10 times per decade after); the other
-                      ``watch`` variants number their steps from 1,000,001 (steady state)
+                      ``watch`` variants number their steps from 1,000,000 (steady state)
 - ``tb_histograms``   TensorBoard ``add_histogram`` of every gradient every step
 - ``item_recipe``     the forum's ``plot_grad_flow`` recipe: mean and max |grad| per parameter with
                       ``.item()`` each
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import platform
 import random
 import resource
@@ -44,6 +47,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -132,7 +136,13 @@ def main() -> None:
     ap.add_argument(
         "--size", type=int, default=None, help="ResNet input size (default: 224 on cuda, else 112)"
     )
-    ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=10,
+        help="timed steps per block (a multiple of 10 keeps the default schedule's share of full-statistics "
+        "steps, one in ten, in every block)",
+    )
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument(
         "--variants", default="bare,watch,watch_all,watch_nostore,watch_start,tb_histograms,item_recipe"
@@ -188,23 +198,37 @@ def run_model(
     # Steady state: the monitor's step numbers start past the logarithmic schedule's dense beginning
     # (every step below 10 and ~10 per decade after that carry histograms), as they are after the
     # first few thousand steps of a real run; ``watch_start`` measures the first steps instead.
-    step_no = [1_000_001]
+    step_no = [1_000_000]
     start_no = [0]
 
-    @contextlib.contextmanager
-    def bare() -> Iterator[Callable[[], None]]:
-        yield lambda: None
+    def nothing() -> None:
+        pass
 
     @contextlib.contextmanager
-    def watch(**kw: object) -> Iterator[Callable[[], None]]:
-        target = kw.pop("run", run)
+    def bare() -> Iterator[tuple[Callable[[], None], Callable[[], None]]]:
+        yield nothing, nothing
+
+    @contextlib.contextmanager
+    def watch(**kw: object) -> Iterator[tuple[Callable[[], None], Callable[[], None]]]:
+        target: Any = kw.pop("run", run)
         counter = start_no if kw.pop("from_start", False) else step_no
+        if counter is step_no:
+            # Steady state: each block's untimed first step is a full-statistics step (a multiple of
+            # 10), which allocates the monitor's buffers and logs the module tree, as a run's first
+            # full step does once; the timed steps then hold the schedule's mix (one full step in 10).
+            counter[0] = -(-counter[0] // 10) * 10
         with ns.watch(model, optimizer=opt, run=target, start_step=counter[0], **kw) as mon:
-            yield lambda: None
+
+            def settle() -> None:  # the host batch and the store's writer catch up with the steps
+                mon.flush()
+                if target is not None:
+                    target.flush()
+
+            yield nothing, settle
         counter[0] += mon.step_count
 
     @contextlib.contextmanager
-    def tb() -> Iterator[Callable[[], None]]:
+    def tb() -> Iterator[tuple[Callable[[], None], Callable[[], None]]]:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(tempfile.mkdtemp())
@@ -216,12 +240,12 @@ def run_model(
             step_no[0] += 1
 
         try:
-            yield after
+            yield after, writer.flush
         finally:
             writer.close()
 
     @contextlib.contextmanager
-    def item() -> Iterator[Callable[[], None]]:
+    def item() -> Iterator[tuple[Callable[[], None], Callable[[], None]]]:
         ave: list[float] = []
         mx: list[float] = []
 
@@ -233,9 +257,10 @@ def run_model(
                     ave.append(p.grad.abs().mean().item())
                     mx.append(p.grad.abs().max().item())
 
-        yield after
+        yield after, nothing
 
-    makers: dict[str, Callable[[], contextlib.AbstractContextManager[Callable[[], None]]]] = {
+    Hooks = tuple[Callable[[], None], Callable[[], None]]
+    makers: dict[str, Callable[[], contextlib.AbstractContextManager[Hooks]]] = {
         "bare": bare,
         "watch": watch,
         "watch_all": lambda: watch(heavy="always"),
@@ -248,34 +273,46 @@ def run_model(
     faults: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(2):  # warm up every variant
         for v in variants:
-            with makers[v]() as after:
+            with makers[v]() as (after, settle):
                 train_step()
                 after()
+                settle()
     sync(device)
     for _ in range(repeats):
         order = list(variants)
         random.shuffle(order)
         for v in order:
-            with makers[v]() as after:
+            with makers[v]() as (after, settle):
                 train_step()  # first step in the block untimed (hooks, buffers, tree)
                 after()
+                settle()
                 sync(device)
                 f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 t0 = time.perf_counter()
                 for _ in range(steps):
                     train_step()
                     after()
+                # timed: the work these steps left for background threads (the monitor's host batch,
+                # the store's and TensorBoard's writers), which would otherwise spill into the next
+                # variant's block
+                settle()
                 sync(device)
                 times[v].append((time.perf_counter() - t0) / steps)
                 faults[v].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / steps)
     run.close()
     tmp.cleanup()
-    base = statistics.median(times["bare"]) if "bare" in times else float("nan")
+    base = statistics.median(times["bare"]) if "bare" in times else math.nan
     print(f"\n## {name}, batch {batch}" + (f", {size}x{size}" if name.startswith("resnet") else ", 28x28"))
-    print(f"{'variant':<15} {'ms/step':>9} {'ratio':>7} {'faults/step':>12}")
+    print(f"{'variant':<15} {'ms/step':>9} {'ratio':>7} {'paired':>7} {'faults/step':>12}")
     for v in variants:
         med = statistics.median(times[v])
-        print(f"{v:<15} {med * 1e3:9.2f} {med / base:7.3f} {statistics.median(faults[v]):12.0f}")
+        # paired: the median over repeats of (this block / the bare block of the same repeat), which
+        # cancels the machine's slow drifts that a ratio of medians keeps
+        paired = (
+            statistics.median(t / b for t, b in zip(times[v], times["bare"])) if "bare" in times else math.nan
+        )
+        flt = statistics.median(faults[v])
+        print(f"{v:<15} {med * 1e3:9.2f} {med / base:7.3f} {paired:7.3f} {flt:12.0f}")
 
 
 if __name__ == "__main__":
