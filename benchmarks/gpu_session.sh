@@ -16,13 +16,17 @@ mkdir -p "$out"
   nvidia-smi -L; lscpu | grep -E "Model name|^CPU\(s\)"
   python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
   echo "== GPU correctness"
-  timeout 120 python3 -m pytest -q -p no:cacheprovider -o filterwarnings=ignore tests/gpu
+  timeout 90 python3 -m pytest -q -p no:cacheprovider -o filterwarnings=ignore tests/gpu
   echo "== capture overhead, cuda, resnet50 batch 64"
   timeout 90 python3 benchmarks/capture_overhead.py --device cuda --model resnet50 --batch 64 --repeats 10
   echo "== explain vs peers, cuda, resnet50 batch 64"
-  timeout 150 python3 benchmarks/explain_vs_peers.py --device cuda --model resnet50 --batch 64 --skip-perturbation
+  timeout 130 python3 benchmarks/explain_vs_peers.py --device cuda --model resnet50 --batch 64 --skip-perturbation
   echo "== monitor overhead, cuda, resnet50 batch 64"
-  timeout 150 python3 benchmarks/monitor_overhead.py --device cuda --model resnet50 --batch 64
+  timeout 120 python3 benchmarks/monitor_overhead.py --device cuda --model resnet50 --batch 64
+  if python3 -c "import shap, lime" 2>/dev/null; then  # their wheels (and numba's, for shap) in .whl/
+    echo "== perturbation methods vs shap and lime, cuda"
+    timeout 100 python3 benchmarks/explain_perturbation_vs_peers.py --device cuda --samples 1000 --repeats 3
+  fi
   echo "== capture overhead, quiet CPU, 2 threads"
-  OMP_NUM_THREADS=2 timeout 100 taskset -c 0,1 python3 benchmarks/capture_overhead.py --repeats 5
+  OMP_NUM_THREADS=2 timeout 60 taskset -c 0,1 python3 benchmarks/capture_overhead.py --repeats 5
 } 2>&1 | tee "$out/gpu_session.log"
