@@ -393,16 +393,10 @@ def masked_forwards(
     bar = _progress_bar(n * items_per_id, desc) if progress else None
     try:
         with torch.no_grad():
-            last: tuple[torch.Tensor, Target] | None = None  # builders hand back one owner tensor for
-            # every full chunk: its classes are gathered once, not once per chunk
             for lo in range(0, n, chunk):
                 ids = torch.arange(lo, min(lo + chunk, n), device=device)
                 xs, owner = build(ids)
-                if last is not None and last[0] is owner:
-                    t = last[1]
-                else:
-                    t = target[owner] if isinstance(target, torch.Tensor) else target
-                    last = (owner, t)
+                t = target[owner] if isinstance(target, torch.Tensor) else target
                 got = _scores(model(xs), t, probability)
                 m = ids.shape[0] * items_per_id
                 if got.shape != (m,):
@@ -486,17 +480,15 @@ def coalition_scores(
     if per_row <= chunk:  # whole coalitions per chunk: broadcast, no per-item gathers
         rows_per = chunk // per_row
         owner = torch.arange(b, device=x.device).repeat_interleave(k).repeat(rows_per)  # [rows_per*B*K]
-        # every coalition's keep mask per sample and element, once: [n, B, 1, *S'] (n * B * P values,
-        # the size of the coalitions times the labels, far below one chunk's inputs times K)
-        keep_all = zx.index_select(1, flat_lab.reshape(-1)).view(n, b, 1, *lab.shape[1:])
-        on, off = x[None, :, None], fill[None]
+        cols = flat_lab.reshape(-1)  # [B*P]
+
         buf = torch.empty((rows_per, b, k, *x.shape[1:]), dtype=x.dtype, device=x.device)
 
         def build(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             r = rows.shape[0]
-            keep = keep_all.index_select(0, rows)  # [r, B, 1, *S']
-            pert = blend(keep, on, off, buf[:r])  # [r, B, K, *S]
-            return pert.flatten(0, 2), (owner if r == rows_per else owner[: r * per_row])
+            keep = zx.index_select(0, rows).index_select(1, cols).view(r, b, 1, *lab.shape[1:])  # [r,B,1,*S']
+            pert = blend(keep, x[None, :, None], fill[None], buf[:r])  # [r, B, K, *S]
+            return pert.flatten(0, 2), owner[: r * per_row]
 
         flat: torch.Tensor = masked_forwards(
             model,
