@@ -77,9 +77,10 @@ class LogBins:
         if tables is None:
             return torch.bucketize(v.contiguous(), self.edges.to(v.device, v.dtype), right=True)
         base, thr = tables
-        key = (v.reshape(-1).view(torch.int32) >> 16).long().add_(_KEYS // 2)
+        flat = v.reshape(-1)
+        key = (flat.view(torch.int32) >> 16).long().add_(_KEYS // 2)
         idx = torch.index_select(base, 0, key)
-        idx += v.reshape(-1) >= torch.index_select(thr, 0, key)
+        idx += flat >= torch.index_select(thr, 0, key)
         return idx.view(v.shape)
 
 
@@ -97,15 +98,9 @@ def sample_view(t: torch.Tensor, sample: int | None) -> tuple[torch.Tensor, floa
     return v, (n / v.numel() if v.numel() else 1.0)
 
 
-def sample_flat(t: torch.Tensor, sample: int | None) -> tuple[torch.Tensor, float]:
-    """A float32 copy of at most ``sample`` evenly strided elements of ``t``, and the count scale."""
-    v, scale = sample_view(t, sample)
-    return v.to(torch.float32, copy=True), scale
-
-
 def sample_many(tensors: list[torch.Tensor], sample: int | None) -> tuple[list[torch.Tensor], list[float]]:
-    """:func:`sample_flat` of many tensors, copied into one float32 allocation (one copy, not one small
-    allocation per tensor), returned as views into it."""
+    """:func:`sample_view` of many tensors, copied into one float32 allocation (one copy, not one small
+    allocation per tensor), returned as views into it, and their count scales."""
     taken = [sample_view(t, sample) for t in tensors]
     if not taken:
         return [], []
@@ -116,7 +111,7 @@ def sample_many(tensors: list[torch.Tensor], sample: int | None) -> tuple[list[t
 def histograms_of_samples(
     samples: list[torch.Tensor], scales: list[float], owner: list[int], layers: int, bins: LogBins
 ) -> torch.Tensor:
-    """``[layers, len(edges) + 1]`` float64 counts of the samples (taken by :func:`sample_flat`), each
+    """``[layers, len(edges) + 1]`` float64 counts of the samples (taken by :func:`sample_many`), each
     weighted by its ``scales`` entry and pooled by ``owner`` (layer index)."""
     nb = bins.bins
     if not samples:
