@@ -12,6 +12,12 @@
 Runs are interleaved (ours, peer, ours, peer, ...), repeated, and the median times and their ratio
 (peer / ours, > 1 means netsight is faster) printed, with the agreement (Pearson) of the results.
 
+Threads: torch uses ``--threads`` (its default: one per core); numpy's BLAS (OpenBLAS), which only the
+peers call, is held to ``--blas-threads`` (default 1) through ``threadpoolctl``. Left at one thread per
+core as well, OpenBLAS's workers keep spinning for a while after each of the peer's numpy calls and
+fight torch's threads for the same cores: on 2 cores, netsight's kernel_shap ran 188 ms instead of
+90 ms right after a ``shap`` call, and ``shap`` itself ran 1.3-1.7x slower.
+
     python benchmarks/explain_perturbation_vs_peers.py                    # CPU, 224 px, 300 samples
     python benchmarks/explain_perturbation_vs_peers.py --device cuda --samples 1000 --repeats 5
     python benchmarks/explain_perturbation_vs_peers.py --only tabular,lime_tabular --threads 1 --repeats 5
@@ -352,6 +358,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--tabular-samples", default="100,500,2000", help="comma-separated sample counts of the tabular cases"
     )
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument(
+        "--blas-threads", type=int, default=1, help="numpy's BLAS threads (0: leave them as they are)"
+    )
     ap.add_argument("--only", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
     args = ap.parse_args(argv)
     cases = [c.strip() for c in args.only.split(",") if c.strip()]
@@ -362,11 +371,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    blas = "as they are"
+    if args.blas_threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=args.blas_threads, user_api="blas")
+        blas = str(args.blas_threads)
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(
         f"# perturbation methods vs peers: {where}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {args.size} px, {args.samples} samples, "
+        f"{torch.get_num_threads()} threads (BLAS: {blas}), {args.size} px, {args.samples} samples, "
         f"median of {args.repeats}",
         flush=True,
     )

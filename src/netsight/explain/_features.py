@@ -59,7 +59,7 @@ __all__ = [
 #: How a perturbation method may group input elements into features.
 FEATURE_KINDS = ("slic", "grid", "tokens", "columns")
 
-Build = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # ids [m] -> (inputs [m, *S], owner [m])
+Build = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]  # ids lo..hi -> (inputs [m, *S], owner [m])
 Blend = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor
 ]  # keep, on, off, out
@@ -339,7 +339,7 @@ def reference_scores(
 
 
 _CPU_CHUNK_BYTES = 256 << 20  # the most activations one CPU chunk may hold
-_CPU_CACHE_BYTES = 2 << 20  # a chunk's activations that stay in a core's L2 cache (1-2 MiB on x86 servers)
+_CPU_CACHE_BYTES = 2 << 20  # a thread's share of a chunk that stays in its core's L2 cache (1-2 MiB on x86)
 _CPU_MIN_ITEMS = 8  # big items (a ResNet image): a few per forward, never just one
 _CPU_MAX_ITEMS = 8192
 
@@ -348,18 +348,21 @@ def rows_per_chunk(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> 
     """Items one forward may hold for inputs like ``x`` (sized to free memory; ``max_batch`` caps it).
 
     On CUDA (or with ``max_batch``) this is the shared sizing (:func:`~netsight.explain._common.chunk_size`).
-    On the CPU a chunk holds about 2 MiB of the model's activations (every leaf module's output), so
-    that each layer's output is still in the cache when the next layer reads it, and at least 8 items
-    (at most 256 MiB). Measured on a 2-core EPYC, one thread: a 24-64-64-2 MLP ran 160,000 rows 2.5x
-    faster in chunks of 2,048 (2 MiB) than of 8,192; a two-conv CNN at 28 px was as fast at 8 to 128
-    images per forward and 2.3x slower at 512; ResNet-18 at 224 px took 1.5x as long for 98 images per
-    forward as for 8 at a time.
+    On the CPU a chunk holds about 2 MiB of the model's activations (every leaf module's output) per
+    torch thread, so that each thread's share of a layer's output is still in its core's cache when the
+    next layer reads it, and at least 8 items (at most 256 MiB). Measured on a 2-core EPYC: one thread,
+    a 24-64-64-2 MLP ran 160,000 rows 2.5x faster in chunks of 2,048 (2 MiB) than of 8,192; two
+    threads, 640,000 rows took 73 ms in chunks of 4 MiB, 85-96 ms in chunks of 2 MiB and 3x as long
+    from 6 MiB up (the allocator returns and re-faults its pages); a two-conv CNN at 28 px was as fast
+    at 8 to 128 images per forward and 2.3x slower at 512; ResNet-18 at 224 px took 1.5x as long for 98
+    images per forward as for 8 at a time.
     """
     n = chunk_size(model, x[:1], max_batch=max_batch, backward=False)
     if x.device.type == "cpu" and max_batch is None:
         item = max(probe(model, x[:1]).leaf_bytes + x[:1].numel() * x.element_size(), 1)
         big = min(_CPU_MIN_ITEMS, _CPU_CHUNK_BYTES // item)
-        n = max(1, min(_CPU_MAX_ITEMS, max(_CPU_CACHE_BYTES // item, big)))
+        cache = _CPU_CACHE_BYTES * max(1, torch.get_num_threads())
+        n = max(1, min(_CPU_MAX_ITEMS, max(cache // item, big)))
     return n
 
 
@@ -378,9 +381,10 @@ def masked_forwards(
 ) -> torch.Tensor:
     """Scores ``[n * items_per_id]`` of perturbed items, ``chunk`` ids per forward, built on the fly.
 
-    ``build(ids)`` turns ids ``[m]`` into the perturbed inputs ``[m * items_per_id, *S]`` (each id
-    may stand for several items, e.g. a coalition for every sample of the batch) and the sample each
-    item belongs to (to pick its class from ``target``, classes ``[B]`` or a callable).
+    ``build(lo, hi)`` turns the ids ``lo .. hi - 1`` into the perturbed inputs ``[m * items_per_id, *S]``
+    (each id may stand for several items, e.g. a coalition for every sample of the batch) and the
+    sample each item belongs to (to pick its class from ``target``, classes ``[B]`` or a callable). A
+    build that returns the very same owner tensor for every full chunk has its classes gathered once.
     """
     if chunk < 1:
         raise ArgumentError(f"chunk: expected a positive number of items per forward, got {chunk}.")
@@ -391,20 +395,32 @@ def masked_forwards(
     # the OS and faults them in again (measured: a 24-64-64-2 MLP ran its forwards 1.6x slower so).
     out = torch.empty(n * items_per_id, dtype=torch.float32, device=device)
     bar = _progress_bar(n * items_per_id, desc) if progress else None
+    last: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)  # (owner, its classes [m, 1])
     try:
         with torch.no_grad():
             for lo in range(0, n, chunk):
-                ids = torch.arange(lo, min(lo + chunk, n), device=device)
-                xs, owner = build(ids)
-                t = target[owner] if isinstance(target, torch.Tensor) else target
-                got = _scores(model(xs), t, probability)
-                m = ids.shape[0] * items_per_id
-                if got.shape != (m,):
-                    raise TargetError(
-                        f"target: the callable returned {tuple(got.shape)} scores for {m} inputs; it "
-                        "must return one score per sample, a tensor [B]."
-                    )
-                out[lo * items_per_id : lo * items_per_id + m] = got
+                hi = min(lo + chunk, n)
+                xs, owner = build(lo, hi)
+                m = (hi - lo) * items_per_id
+                dest = out[lo * items_per_id : hi * items_per_id]
+                if isinstance(target, torch.Tensor) and not probability:
+                    if owner is not last[0]:
+                        last = (owner, target.index_select(0, owner)[:, None])
+                    scores = logits(model(xs)).float()
+                    if scores.shape[0] != m:
+                        raise TargetError(
+                            f"target: {m} classes for {scores.shape[0]} outputs; pass one class per sample."
+                        )
+                    torch.gather(scores, 1, last[1], out=dest[:, None])  # type: ignore[arg-type]
+                else:
+                    t = target[owner] if isinstance(target, torch.Tensor) else target
+                    got = _scores(model(xs), t, probability)
+                    if got.shape != (m,):
+                        raise TargetError(
+                            f"target: the callable returned {tuple(got.shape)} scores for {m} inputs; it "
+                            "must return one score per sample, a tensor [B]."
+                        )
+                    dest.copy_(got)
                 if bar is not None:
                     bar.update(m)
     finally:
@@ -484,11 +500,11 @@ def coalition_scores(
 
         buf = torch.empty((rows_per, b, k, *x.shape[1:]), dtype=x.dtype, device=x.device)
 
-        def build(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            r = rows.shape[0]
-            keep = zx.index_select(0, rows).index_select(1, cols).view(r, b, 1, *lab.shape[1:])  # [r,B,1,*S']
+        def build(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+            r = hi - lo
+            keep = zx[lo:hi].index_select(1, cols).view(r, b, 1, *lab.shape[1:])  # [r, B, 1, *S']
             pert = blend(keep, x[None, :, None], fill[None], buf[:r])  # [r, B, K, *S]
-            return pert.flatten(0, 2), owner[: r * per_row]
+            return pert.flatten(0, 2), (owner if r == rows_per else owner[: r * per_row])
 
         flat: torch.Tensor = masked_forwards(
             model,
@@ -503,7 +519,8 @@ def coalition_scores(
         )
         return flat.view(n, b, k).mean(dim=2)
 
-    def build_items(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # a coalition spans chunks
+    def build_items(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:  # a coalition spans chunks
+        ids = torch.arange(lo, hi, device=x.device)
         row, sample, bg = ids // per_row, (ids // k) % b, ids % k
         keep = zx[row[:, None], flat_lab[sample]].view(ids.shape[0], *lab.shape[1:])  # [m, *S']
         return blend(keep, x[sample], fill[sample, bg], None), sample

@@ -149,7 +149,8 @@ def occlusion(
         chunk = rows_per_chunk(model, x, max_batch)
         ref, t = reference_scores(model, x, target, chunk=chunk)
 
-        def build(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def build(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+            ids = torch.arange(lo, hi, device=x.device)
             win_id, sample = ids // b, ids % b
             mask = _window_masks(win_id, shape, win, strd, counts)
             return torch.where(mask, base[sample], x[sample]), sample

@@ -134,7 +134,8 @@ def rise(
         chunk = rows_per_chunk(model, x, max_batch)
         _ref, t = reference_scores(model, x, target, chunk=chunk, probability=probability)
 
-        def build(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def build(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+            ids = torch.arange(lo, hi, device=x.device)
             mask_id, sample = ids // b, ids % b
             m = rise_masks(grids[mask_id], shifts[mask_id], (h, w), cell)[:, None].to(x.dtype)  # [m, 1, H, W]
             return x[sample] * m + baseline * (1 - m), sample
@@ -252,7 +253,8 @@ def deletion_insertion(
             if mode not in ("both", name):
                 continue
 
-            def build(ids: torch.Tensor, name: str = name) -> tuple[torch.Tensor, torch.Tensor]:
+            def build(lo: int, hi: int, name: str = name) -> tuple[torch.Tensor, torch.Tensor]:
+                ids = torch.arange(lo, hi, device=x.device)
                 step, sample = ids // b, ids % b
                 changed = rank[sample] < counts[step][:, None, None, None]  # [m, 1, H, W]
                 if name == "deletion":
