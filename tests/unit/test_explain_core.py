@@ -153,6 +153,34 @@ def test_default_layers(model) -> None:
         _common.default_layer(mlp, torch.randn(1, 4))
 
 
+def test_default_layer_skips_modules_that_run_twice() -> None:
+    """A shared module (one ReLU called after each conv) is never the default: its output is a
+    different tensor on each call, so a layer method could not pick one (it raises "ran twice")."""
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 3, 3, padding=1)
+            self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+            self.act = nn.ReLU()
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.act(self.conv2(self.act(self.conv1(x)))))
+
+    torch.manual_seed(0)
+    m = Shared().eval()
+    x = torch.randn(2, 1, 8, 8)
+    assert _common.default_layer(m, x) == "conv2"  # act finishes last with a grid, but runs twice
+    ex = ns.explain(m, x, target=1, method="grad_cam")
+    assert ex.layer == "conv2"
+    # independent: Grad-CAM at conv2 by hand (channel weights = spatial mean of d y / d A)
+    a = m.conv2(m.act(m.conv1(x)))
+    (g,) = torch.autograd.grad(m.head(m.act(a))[:, 1].sum(), a)
+    cam = torch.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(dim=1, keepdim=True)).detach()
+    torch.testing.assert_close(ex.attributions, cam, rtol=1e-5, atol=1e-6)
+
+
 def test_to_grid_drops_class_and_register_tokens() -> None:
     t = torch.arange(2 * 21 * 3, dtype=torch.float32).reshape(2, 21, 3)  # 1 cls + 4 reg + 16 patches
     g = _common.to_grid(t, (32, 32))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -591,15 +592,17 @@ def to_grid(t: torch.Tensor, image_hw: tuple[int, int], hw: tuple[int, int] | No
 def default_layer(model: nn.Module, inputs: torch.Tensor) -> str:
     """The layer a layer method uses when none is given.
 
-    The last module (in the order modules finish) with a spatial ``[B, C, H, W]`` output, from one probe
-    forward. For a vision transformer, whose last spatial output is the patch embedding and whose later
+    The last module (in the order modules finish) with a spatial ``[B, C, H, W]`` output that runs once
+    per forward (not a shared module, such as the ReLU a torchvision bottleneck calls three times), from
+    one probe forward. For a vision transformer, whose last spatial output is the patch embedding and whose later
     modules output tokens ``[B, N, D]`` on that grid: the last block (the last numbered non-leaf module
     with token outputs, ``encoder.layers.encoder_layer_11`` in torchvision, ``blocks.11`` in timm),
     taken at its first normalisation (its input): after the last block only the class token reaches the
     head, so gradients at the block's output would be zero on the patch tokens.
     """
     p = probe(model, inputs)
-    grid_idx = [i for i, (_, s) in enumerate(p.order) if _is_grid(s)]
+    calls = Counter(n for n, _ in p.order)  # a module that runs twice per forward cannot be the layer
+    grid_idx = [i for i, (n, s) in enumerate(p.order) if _is_grid(s) and calls[n] == 1]
     if not grid_idx:
         raise ExplainError(
             f"layer: {type(model).__name__} has no module with a spatial [B, C, H, W] output for input "
