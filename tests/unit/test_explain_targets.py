@@ -28,3 +28,17 @@ def test_host_resolution_names_a_class_out_of_range() -> None:
     assert isinstance(t, torch.Tensor)
     with pytest.raises(TargetError, match=r"class 7 is out of range for an output with 5 classes"):
         _resolve_on_host(torch.zeros(2, 5), t)
+
+
+def test_a_target_tensor_is_copied_to_the_host_and_checked_there() -> None:
+    user = torch.tensor([[2], [0], [1]], dtype=torch.int32)
+    t = prepare_target(user, 3, torch.device("cpu"))
+    assert isinstance(t, torch.Tensor)
+    assert t.dtype == torch.long
+    assert t.device.type == "cpu"
+    assert t.tolist() == [2, 0, 1]
+    assert prepare_target(torch.tensor(4), 2, torch.device("cpu")).tolist() == [4, 4]  # type: ignore[union-attr]
+    with pytest.raises(TargetError, match=r"got 2 classes \[1, 2\] for a batch of 3 samples"):
+        prepare_target(torch.tensor([1, 2]), 3, torch.device("cpu"))
+    with pytest.raises(TargetError, match="class -2 is negative"):
+        prepare_target(torch.tensor([1, -2, 0]), 3, torch.device("cpu"))

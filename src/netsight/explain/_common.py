@@ -159,15 +159,15 @@ _PREDICTED = -1  # internal marker in a prepared target: "the predicted class of
 def prepare_target(target: TargetSpec, batch: int, device: torch.device) -> Target:
     """Check ``target`` against the batch size before any pass, and make it sliceable per chunk.
 
-    Returns a callable unchanged, or a long tensor ``[B]`` in which ``-1`` stands for "the predicted
-    class" (from ``None``); :func:`resolve_chunk` turns a slice of it into classes once the output of
-    that chunk is known (and checks the class range then). The tensor lives on the host unless the
-    user's target was a tensor on ``device`` (or another device).
+    Returns a callable unchanged, or a long tensor ``[B]`` on the host in which ``-1`` stands for "the
+    predicted class" (from ``None``); :func:`resolve_chunk` turns a slice of it into classes once the
+    output of that chunk is known (and checks the class range then).
     """
     if callable(target) and not isinstance(target, torch.Tensor):
         return target
-    # classes the host knows (None, ints, a list, a CPU tensor) stay on the host, so that resolving them
-    # per chunk never waits for the device (see resolve_chunk); a tensor on a device stays there
+    # classes live on the host, so that checking and resolving them per chunk never waits for the device
+    # (see resolve_chunk): a target tensor on a GPU is read once, here, before any pass is queued,
+    # instead of once per check (each a wait for the device, one of them between forward and backward)
     host = torch.device("cpu")
     if target is None:
         return torch.full((batch,), _PREDICTED, dtype=torch.long, device=host)
@@ -182,10 +182,10 @@ def prepare_target(target: TargetSpec, batch: int, device: torch.device) -> Targ
             raise TargetError(
                 f"target: expected integer class indices, got a {target.dtype} tensor. Pass target.long()."
             )
-        t = target.reshape(-1).to(dtype=torch.long)
+        t = target.detach().reshape(-1).to(device=host, dtype=torch.long)
         if target.dim() == 0:
             t = t.expand(batch).clone()
-        shown: Any = target.tolist()
+        shown: Any = t  # listed only in the error below
     elif isinstance(target, Sequence) and not isinstance(target, str):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in target):
             raise TargetError(f"target: expected a sequence of class indices (ints), got {list(target)!r}.")
@@ -198,12 +198,16 @@ def prepare_target(target: TargetSpec, batch: int, device: torch.device) -> Targ
         )
     if t.numel() != batch:
         raise TargetError(
-            f"target: got {t.numel()} classes {shown!r} for a batch of {batch} samples. Pass one class "
-            "per sample, or a single int for all of them."
+            f"target: got {t.numel()} classes {_listed(shown)!r} for a batch of {batch} samples. Pass one "
+            "class per sample, or a single int for all of them."
         )
     if bool((t < 0).any()):
         raise TargetError(f"target: class {int(t[t < 0][0])} is negative; valid classes start at 0.")
     return t
+
+
+def _listed(classes: Any) -> Any:
+    return classes.tolist() if isinstance(classes, torch.Tensor) else classes
 
 
 def resolve_chunk(output: Any, target: Target) -> Target:
@@ -594,11 +598,11 @@ def default_layer(model: nn.Module, inputs: torch.Tensor) -> str:
 
     The last module (in the order modules finish) with a spatial ``[B, C, H, W]`` output that runs once
     per forward (not a shared module, such as the ReLU a torchvision bottleneck calls three times), from
-    one probe forward. For a vision transformer, whose last spatial output is the patch embedding and whose later
-    modules output tokens ``[B, N, D]`` on that grid: the last block (the last numbered non-leaf module
-    with token outputs, ``encoder.layers.encoder_layer_11`` in torchvision, ``blocks.11`` in timm),
-    taken at its first normalisation (its input): after the last block only the class token reaches the
-    head, so gradients at the block's output would be zero on the patch tokens.
+    one probe forward. For a vision transformer, whose last spatial output is the patch embedding and
+    whose later modules output tokens ``[B, N, D]`` on that grid: the last block (the last numbered
+    non-leaf module with token outputs, ``encoder.layers.encoder_layer_11`` in torchvision,
+    ``blocks.11`` in timm), taken at its first normalisation (its input): after the last block only the
+    class token reaches the head, so gradients at the block's output would be zero on the patch tokens.
     """
     p = probe(model, inputs)
     calls = Counter(n for n, _ in p.order)  # a module that runs twice per forward cannot be the layer
