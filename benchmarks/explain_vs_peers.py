@@ -15,6 +15,10 @@ within Captum's mean error: its mean and its max error are at most Captum's mean
 printed, with medians, and checked). ``--ig-reference N`` also prints each map's relative L2 distance
 to Captum's ``N``-step integral, which completeness (one number per sample) does not measure. The
 perturbation benchmark (``explain_perturbation_vs_peers.py``) runs at the end when present.
+
+``--profile`` follows the Grad-CAM race with a ``torch.profiler`` pass over netsight and Captum (five
+calls each): the device time, the host's waits for the device (synchronising runtime calls and
+device-to-host copies) and the most expensive operators of each, to tell where a gap between them lies.
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--captum-internal-batch", type=int, default=None, help="Captum IG internal_batch_size (GPU: 512)"
     )
+    p.add_argument("--profile", action="store_true", help="profile Grad-CAM: netsight and Captum (5 calls)")
     p.add_argument("--only", default="grad_cam,saliency,ig", help="comma-separated: grad_cam, saliency, ig")
     args = p.parse_args(argv)
 
@@ -167,6 +172,46 @@ def grad_cam_race(
         f"  ratios: captum/netsight {med['captum LayerGradCam + interpolate'] / ours_gc:.2f}x, "
         f"pytorch-grad-cam/netsight {med['pytorch-grad-cam GradCAM'] / ours_gc:.2f}x"
     )
+    if args.profile:
+        profile(
+            {
+                "netsight grad_cam": lambda: ns.explain(model, x, target, method="grad_cam", layer="layer4"),
+                "captum LayerGradCam + interpolate": captum_gc,
+            },
+            device,
+        )
+
+
+_WAITS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemGetInfo")
+
+
+def profile(contenders: dict[str, Callable[[], object]], device: torch.device, calls: int = 5) -> None:
+    """Per contender, over ``calls`` calls: host and device time, the host's waits for the device, and
+    the five operators with the most device (or, on the CPU, host) self time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    print(f"\nprofile ({calls} calls each, {device})")
+    for name, fn in contenders.items():
+        fn()
+        sync(device)
+        t0 = time.perf_counter()
+        with torch_profile(activities=activities) as prof:
+            for _ in range(calls):
+                fn()
+            sync(device)
+        wall = (time.perf_counter() - t0) / calls
+        events = prof.key_averages()
+        dev_attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        dev_us = sum(getattr(e, dev_attr, 0.0) for e in events) / calls
+        waits = {e.key: e.count // calls for e in events if e.key in _WAITS or "Memcpy DtoH" in e.key}
+        top = sorted(events, key=lambda e: getattr(e, dev_attr, 0.0), reverse=True)[:5]
+        print(f"  {name}: wall {wall * 1e3:.2f} ms/call (profiled), self time {dev_us / 1e3:.2f} ms/call")
+        print(f"    waits per call: {waits or 'none'}")
+        for e in top:
+            ms = getattr(e, dev_attr, 0.0) / calls / 1e3
+            print(f"    {e.key[:60]:<60} {ms:8.3f} ms  x{e.count // calls}")
 
 
 def saliency_race(

@@ -20,7 +20,7 @@ mkdir -p "$out"
   echo "== capture overhead, cuda, resnet50 batch 64"
   timeout 90 python3 benchmarks/capture_overhead.py --device cuda --model resnet50 --batch 64 --repeats 10
   echo "== explain vs peers, cuda, resnet50 batch 64"
-  timeout 130 python3 benchmarks/explain_vs_peers.py --device cuda --model resnet50 --batch 64 --skip-perturbation
+  timeout 130 python3 benchmarks/explain_vs_peers.py --device cuda --model resnet50 --batch 64 --skip-perturbation --profile
   echo "== monitor overhead, cuda, resnet50 batch 64"
   timeout 120 python3 benchmarks/monitor_overhead.py --device cuda --model resnet50 --batch 64
   if python3 -c "import shap, lime" 2>/dev/null; then  # their wheels (and numba's, for shap) in .whl/
