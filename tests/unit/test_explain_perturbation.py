@@ -469,3 +469,35 @@ def test_a_callable_target_is_scored_as_given() -> None:
         )
     assert ex.target is None
     torch.testing.assert_close(ex.attributions.sum(1), gap, atol=1e-5, rtol=0)
+
+
+def test_max_batch_caps_the_cpu_chunk_and_changes_no_value(monkeypatch) -> None:
+    """``max_batch`` is a cap on the chunk sized to the cache, honoured above 256 (the CPU cap of
+    image batches), and the values do not depend on how the coalitions are split into forwards."""
+    from netsight.explain import _features
+
+    model = _mlp(6)
+    x = torch.randn(4, 6)
+    auto = _features.rows_per_chunk(model, x, None)
+    assert auto > 1000  # a 6-column MLP row is ~100 bytes: thousands per 2 MiB
+    assert _features.rows_per_chunk(model, x, 1000) == 1000
+    assert _features.rows_per_chunk(model, x, 10**9) == auto
+    with pytest.raises(ArgumentError, match=r"max_batch: expected a positive int .* got 0"):
+        _features.rows_per_chunk(model, x, 0)
+    calls: list[int] = []
+    real = _features.masked_forwards
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs["chunk"] * kwargs.get("items_per_id", 1))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_features, "masked_forwards", spy)
+    bg = torch.randn(5, 6)
+    runs = {
+        mb: ns.explain(model, x, target=1, method="kernel_shap", background=bg, n_samples=200, max_batch=mb)
+        for mb in (None, 1000, 7)
+    }
+    assert calls[1] <= 1000 < calls[0]  # whole coalitions of 4 rows x 5 background rows per forward
+    assert calls[2] == 7  # fewer items than a coalition holds: the per-item path
+    for mb in (1000, 7):
+        torch.testing.assert_close(runs[mb].attributions, runs[None].attributions, rtol=1e-5, atol=1e-6)

@@ -408,6 +408,17 @@ def _first_tensor(out: Any) -> torch.Tensor | None:
 _CPU_MAX_CHUNK = 256  # beyond this, bigger CPU batches buy no speed and only risk memory
 
 
+def check_max_batch(max_batch: Any) -> None:
+    """``max_batch`` is None (automatic) or a positive int; say so otherwise."""
+    if max_batch is not None and (
+        not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1
+    ):
+        raise ArgumentError(
+            f"max_batch: expected a positive int (samples per pass) or None (sized to free memory), got "
+            f"{max_batch!r}."
+        )
+
+
 def chunk_size(
     model: nn.Module,
     example_input: torch.Tensor,
@@ -425,8 +436,7 @@ def chunk_size(
     memory, 30 % of the host's available RAM). ``max_batch`` caps the result: a user override, never
     needed to avoid running out of memory.
     """
-    if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 1):
-        raise ArgumentError(f"max_batch: expected a positive int (samples per pass), got {max_batch!r}.")
+    check_max_batch(max_batch)
     dev = example_input.device
     if per_item_bytes is None:
         p = probe(model, example_input)

@@ -31,6 +31,7 @@ from netsight.errors import ArgumentError, ExplainError, TargetError
 from ._common import (
     Target,
     TargetSpec,
+    check_max_batch,
     chunk_size,
     logits,
     prepare_target,
@@ -347,23 +348,25 @@ _CPU_MAX_ITEMS = 8192
 def rows_per_chunk(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> int:
     """Items one forward may hold for inputs like ``x`` (sized to free memory; ``max_batch`` caps it).
 
-    On CUDA (or with ``max_batch``) this is the shared sizing (:func:`~netsight.explain._common.chunk_size`).
-    On the CPU a chunk holds about 2 MiB of the model's activations (every leaf module's output) per
-    torch thread, so that each thread's share of a layer's output is still in its core's cache when the
-    next layer reads it, and at least 8 items (at most 256 MiB). Measured on a 2-core EPYC: one thread,
-    a 24-64-64-2 MLP ran 160,000 rows 2.5x faster in chunks of 2,048 (2 MiB) than of 8,192; two
-    threads, 640,000 rows took 73 ms in chunks of 4 MiB, 85-96 ms in chunks of 2 MiB and 3x as long
-    from 6 MiB up (the allocator returns and re-faults its pages); a two-conv CNN at 28 px was as fast
-    at 8 to 128 images per forward and 2.3x slower at 512; ResNet-18 at 224 px took 1.5x as long for 98
-    images per forward as for 8 at a time.
+    On CUDA this is the shared sizing (:func:`~netsight.explain._common.chunk_size`); ``max_batch``
+    caps it on either device. On the CPU a chunk holds about 2 MiB of the model's activations (every
+    leaf module's output) per torch thread, so that each thread's share of a layer's output is still
+    in its core's cache when the next layer reads it, and at least 8 items (at most 256 MiB).
+
+    Measured on a 2-core EPYC: one thread, a 24-64-64-2 MLP ran 160,000 rows 2.5x faster in chunks of
+    2,048 (2 MiB) than of 8,192; two threads, 640,000 rows took 73 ms in chunks of 4 MiB, 85-96 ms in
+    chunks of 2 MiB and 3x as long from 6 MiB up (the allocator returns and re-faults its pages); a
+    two-conv CNN at 28 px was as fast at 8 to 128 images per forward and 2.3x slower at 512; ResNet-18
+    at 224 px took 1.5x as long for 98 images per forward as for 8 at a time.
     """
-    n = chunk_size(model, x[:1], max_batch=max_batch, backward=False)
-    if x.device.type == "cpu" and max_batch is None:
-        item = max(probe(model, x[:1]).leaf_bytes + x[:1].numel() * x.element_size(), 1)
-        big = min(_CPU_MIN_ITEMS, _CPU_CHUNK_BYTES // item)
-        cache = _CPU_CACHE_BYTES * max(1, torch.get_num_threads())
-        n = max(1, min(_CPU_MAX_ITEMS, max(cache // item, big)))
-    return n
+    if x.device.type != "cpu":
+        return chunk_size(model, x[:1], max_batch=max_batch, backward=False)
+    check_max_batch(max_batch)
+    item = max(probe(model, x[:1]).leaf_bytes + x[:1].numel() * x.element_size(), 1)
+    big = min(_CPU_MIN_ITEMS, _CPU_CHUNK_BYTES // item)
+    cache = _CPU_CACHE_BYTES * max(1, torch.get_num_threads())
+    n = max(1, min(_CPU_MAX_ITEMS, max(cache // item, big)))
+    return n if max_batch is None else min(n, max_batch)
 
 
 def masked_forwards(
