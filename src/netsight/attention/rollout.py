@@ -16,10 +16,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
+from .._progress import progress_bar
 from ..errors import ArgumentError
 
 __all__ = ["Rollout", "attention_flow", "grad_rollout", "residual_attention", "rollout"]
@@ -104,13 +104,14 @@ def attention_flow(
     residual: float = 0.5,
     rows: Sequence[int] | None = None,
     *,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> torch.Tensor:
     """Attention flow: ``[B, len(rows), T]`` maximum flows from output tokens ``rows`` to every input token.
 
     ``rows=None`` computes every output token (``T`` rows). The max-flow runs on the CPU in float64: the
     graph has ``(L + 1)·T`` nodes and ``L·T²`` edges, so keep it to short inputs (a few dozen tokens).
-    ``progress`` shows a tqdm bar over the max-flow problems when tqdm is installed.
+    ``progress``: a tqdm bar over the max-flow problems (``None``: once they have run for two seconds,
+    on a terminal; ``True``: at once; ``False``: never).
     """
     from ._flow import max_flow_layered
 
@@ -120,14 +121,7 @@ def attention_flow(
     b, t = hats[0].shape[0], hats[0].shape[-1]
     chosen = list(range(t)) if rows is None else [r % t for r in rows]
     out = torch.zeros(b, len(chosen), t, dtype=torch.float64)
-    bar: Any = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=b * len(chosen) * t, desc="attention flow", unit="flow", leave=False)
-        except ImportError:
-            bar = None
+    bar = progress_bar(b * len(chosen) * t, "attention flow", progress, unit="flow")
     try:
         for s in range(b):
             caps = [h[s].cpu() for h in hats]

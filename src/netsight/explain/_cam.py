@@ -58,7 +58,7 @@ def run_cam(  # noqa: PLR0917 - internal helper, called positionally by each CAM
     relu: bool = True,
     gradients: bool = True,
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Run a CAM method: ``map = weigh(A, ∂y_c/∂A)``, ReLU'd (``relu``), upsampled to the input.
@@ -108,7 +108,7 @@ def cam_method(
     """Build and register a CAM method from its weighting alone (one file per method keeps only that).
 
     The registered function has the common CAM signature ``(model, inputs, target=None, *, layer=None,
-    relu=True, max_batch=None, progress=False)``; ``gradients=False`` for methods that need no backward.
+    relu=True, max_batch=None, progress=None)``; ``gradients=False`` for methods that need no backward.
     """
 
     def method(
@@ -119,7 +119,7 @@ def cam_method(
         layer: Any = None,
         relu: bool = True,
         max_batch: int | None = None,
-        progress: bool = False,
+        progress: bool | None = None,
     ) -> Explanation:
         return run_cam(
             name,

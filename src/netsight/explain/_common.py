@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from netsight._progress import progress_bar
 from netsight.capture import Hooks, resolve, unwrap
 from netsight.errors import ArgumentError, ExplainError, TargetError
 
@@ -457,13 +458,14 @@ def batched(
     inputs: torch.Tensor | Sequence[torch.Tensor],
     *,
     chunk: int,
-    progress: bool = False,
+    progress: bool | None = None,
     desc: str = "explain",
 ) -> Any:
     """Run ``fn`` on ``chunk``-sized slices of ``inputs`` (one tensor, or several sharing dim 0) and
     concatenate the results along dim 0; ``fn`` may return a tensor or a tuple of tensors.
 
-    ``progress`` shows a tqdm bar when tqdm is installed (silently none otherwise).
+    ``progress``: a tqdm bar (:func:`netsight._progress.progress_bar`; ``None``: once the work has
+    run for two seconds, on a terminal).
     """
     many = not isinstance(inputs, torch.Tensor)
     parts: Sequence[torch.Tensor] = list(inputs) if many else [inputs]  # type: ignore[list-item]
@@ -471,14 +473,7 @@ def batched(
     if chunk < 1:
         raise ArgumentError(f"chunk: expected a positive number of samples per pass, got {chunk}.")
     starts = range(0, n, chunk)
-    bar = None
-    if progress and len(starts) > 0:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n, desc=desc, unit="sample", leave=False)
-        except ImportError:
-            bar = None
+    bar = progress_bar(n, desc, progress)
     results: list[Any] = []
     try:
         for s in starts:
@@ -522,7 +517,7 @@ def input_gradient_pass(
     target: Target,
     *,
     max_batch: int | None,
-    progress: bool,
+    progress: bool | None,
     desc: str,
     prepare: Callable[[Hooks], Any] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int, Any]:
@@ -551,7 +546,7 @@ def with_target(
     target: Target,
     *,
     chunk: int,
-    progress: bool = False,
+    progress: bool | None = None,
     desc: str = "explain",
 ) -> Any:
     """:func:`batched` over ``x`` with the matching slice of a prepared ``target``:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from netsight._progress import progress_bar
 from netsight.errors import ArgumentError, ExplainError, TargetError
 
 from ._common import (
@@ -378,7 +379,7 @@ def masked_forwards(
     chunk: int,
     device: torch.device,
     probability: bool = False,
-    progress: bool = False,
+    progress: bool | None = None,
     desc: str = "perturb",
     items_per_id: int = 1,
 ) -> torch.Tensor:
@@ -397,7 +398,7 @@ def masked_forwards(
     # final cat fragments the host heap, so that the allocator hands every chunk's activations back to
     # the OS and faults them in again (measured: a 24-64-64-2 MLP ran its forwards 1.6x slower so).
     out = torch.empty(n * items_per_id, dtype=torch.float32, device=device)
-    bar = _progress_bar(n * items_per_id, desc) if progress else None
+    bar = progress_bar(n * items_per_id, desc, progress)
     last: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)  # (owner, its classes [m, 1])
     try:
         with torch.no_grad():
@@ -430,15 +431,6 @@ def masked_forwards(
         if bar is not None:
             bar.close()
     return out
-
-
-def _progress_bar(total: int, desc: str) -> Any:
-    """A tqdm bar when tqdm is installed, else None."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="sample", leave=False)
 
 
 def _blender(x: torch.Tensor, fill: torch.Tensor) -> tuple[torch.dtype, Blend]:
@@ -476,7 +468,7 @@ def coalition_scores(
     *,
     target: Target,
     chunk: int,
-    progress: bool = False,
+    progress: bool | None = None,
     desc: str = "coalitions",
 ) -> torch.Tensor:
     """The model's score on every coalition ``z`` ``[n, M]`` (bool) for every sample: ``[n, B]``.
@@ -554,7 +546,7 @@ def score_feature_groups(
     *,
     coalitions: Callable[[int], torch.Tensor],
     max_batch: int | None,
-    progress: bool,
+    progress: bool | None,
     desc: str,
 ) -> tuple[list[GroupScores], Target, int]:
     """What the surrogate methods (KernelSHAP, LIME) share: resolve ``target`` on the unperturbed

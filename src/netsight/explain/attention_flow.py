@@ -40,7 +40,7 @@ def attention_flow(
     layer: Any = None,
     residual: float = 0.5,
     token: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """Flow relevance of the input tokens for output ``token`` (``[B, T]``; ``[B, 1, H, W]`` for a ViT)."""
     reject_target("attention_flow", target)

@@ -32,7 +32,7 @@ def deconvnet(
     *,
     layer: Any = None,
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """Deconvnet attributions (Zeiler & Fergus 2014) through every ``nn.ReLU`` of ``model``."""
     no_layer("deconvnet", layer)

@@ -57,7 +57,7 @@ def expected_gradients(
     stdev: float = 0.0,
     generator: torch.Generator | None = None,
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """Expected gradients with ``samples`` draws per input.
 

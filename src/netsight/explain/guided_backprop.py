@@ -33,7 +33,7 @@ def relu_rule_gradients(
     target: TargetSpec,
     *,
     max_batch: int | None,
-    progress: bool,
+    progress: bool | None,
 ) -> Explanation:
     """The input gradient with ``rule`` on every ReLU (shared by guided backprop and deconvnet)."""
     x = check_inputs(inputs)
@@ -69,7 +69,7 @@ def guided_backprop(
     *,
     layer: Any = None,
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """Guided backpropagation (Springenberg et al. 2015) through every ``nn.ReLU`` of ``model``."""
     no_layer("guided_backprop", layer)

@@ -35,7 +35,7 @@ def guided_grad_cam(
     *,
     layer: Any = None,
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """Guided Grad-CAM (Selvaraju et al. 2017) with Grad-CAM at ``layer`` (default: last spatial)."""
     x = check_inputs(inputs)

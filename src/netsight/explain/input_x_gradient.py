@@ -38,7 +38,7 @@ def input_x_gradient(
     *,
     layer: Any = None,
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """``x * dy_c/dx`` (Shrikumar et al. 2016)."""
     no_layer("input_x_gradient", layer)

@@ -101,7 +101,7 @@ def path_integral(  # noqa: PLR0917 - internal, called once with all of them
     weights: torch.Tensor,
     *,
     chunk: int,
-    progress: bool,
+    progress: bool | None,
 ) -> torch.Tensor:
     """``(x - x') * sum_j w_j dF(x' + a_j (x - x'))/dx`` for every sample, chunked over ``B * n`` points.
 
@@ -137,7 +137,7 @@ def gradients_at(  # noqa: PLR0917 - internal
     alphas: torch.Tensor,
     *,
     chunk: int,
-    progress: bool,
+    progress: bool | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients ``[N, ...]`` and scores ``[N]`` at the path points ``x'_s + a (x_s - x'_s)`` for the
     ``N`` pairs ``(sample[k], alphas[k])``, chunked; points are made per chunk."""
@@ -172,7 +172,7 @@ def adaptive_trapezoid(
     tolerance: float,
     max_steps: int,
     chunk: int,
-    progress: bool,
+    progress: bool | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adaptive trapezoid rule per sample (module docstring): ``(attributions, nodes per sample)``.
 
@@ -249,7 +249,7 @@ def _refine_whole(
     tolerance: float | None,
     max_steps: int,
     chunk: int,
-    progress: bool,
+    progress: bool | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A fixed rule with ``n0`` nodes; with ``tolerance``, whole samples refined (module docstring).
     Returns ``(attributions, completeness error, nodes per sample)``."""
@@ -327,7 +327,7 @@ def integrated_gradients(
     blur_sigma: float = 5.0,
     generator: torch.Generator | None = None,
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """Integrated gradients (Sundararajan et al. 2017).
 

@@ -160,7 +160,7 @@ def kernel_shap(
     background: torch.Tensor | None = None,
     seed: int = 0,
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """KernelSHAP (Lundberg & Lee 2017) over images (superpixels or cells), token ids or tabular columns.
 

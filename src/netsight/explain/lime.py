@@ -124,7 +124,7 @@ def lime(
     alpha: float = 1.0,
     seed: int = 0,
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """LIME (Ribeiro et al. 2016) over images (superpixels or grid cells), token ids or tabular columns.
 

@@ -113,7 +113,7 @@ def occlusion(
     stride: int | Sequence[int] | None = None,
     baseline: float | torch.Tensor = 0.0,
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """Occlusion sensitivity (Zeiler & Fergus 2014), matching Captum's ``Occlusion``.
 
@@ -126,7 +126,8 @@ def occlusion(
         baseline: what a window is set to: a number (a token id for token inputs) or a tensor
             broadcastable to the inputs.
         max_batch: cap on items per forward (chunks are sized to free memory anyway).
-        progress: show a progress bar.
+        progress: a progress bar: ``None`` (default) once the work has run two seconds, on a terminal;
+            ``True`` at once; ``False`` never.
 
     ``meta``: ``"windows"`` (positions per dimension), ``"drops"`` ``[windows, B]`` (the score drop of
     each window), ``"passes"`` (model calls).

@@ -95,7 +95,7 @@ def rise(
     output: str = "probability",
     seed: int = 0,
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """RISE saliency (Petsiuk et al. 2018), ``[B, 1, H, W]``.
 
@@ -212,7 +212,7 @@ def deletion_insertion(
     blur_sigma: float = 5.0,
     output: str = "probability",
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> DeletionInsertion:
     """Deletion and insertion curves of ``saliency`` maps (Petsiuk et al. 2018, section 4.1).
 

@@ -39,7 +39,7 @@ def saliency(
     layer: Any = None,
     abs: bool = True,  # noqa: A002 - the name users know from Captum
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """Saliency map ``|∂y_c/∂x|`` (Simonyan et al. 2014); ``abs=False`` keeps the sign."""
     no_layer("saliency", layer)

@@ -52,7 +52,7 @@ def score_cam(
     layer: Any = None,
     relu: bool = True,
     max_batch: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Explanation:
     """Score-CAM (Wang et al. 2020) at ``layer`` (default: the last spatial layer)."""
     x = check_inputs(inputs)

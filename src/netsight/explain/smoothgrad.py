@@ -49,7 +49,7 @@ def noise_tunnel(
     generator: torch.Generator | None,
     base_options: Mapping[str, Any] | None,
     max_batch: int | None,
-    progress: bool,
+    progress: bool | None,
 ) -> Explanation:
     """Run ``base`` on ``samples`` noisy copies of each input and reduce (``kind``)."""
     x = check_inputs(inputs).detach()
@@ -124,7 +124,7 @@ def _make(kind: str, summary: str) -> None:
         generator: torch.Generator | None = None,
         base_options: Mapping[str, Any] | None = None,
         max_batch: int | None = None,
-        progress: bool = False,
+        progress: bool | None = None,
     ) -> Explanation:
         no_layer(kind, layer)
         return noise_tunnel(
