@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # One prepared device session (a GPU machine lent for a few minutes): GPU correctness tests, the GPU
 # benchmarks the issues ask for, and the capture overhead on a quiet CPU restricted to 2 threads.
-# Peers missing on that machine (captum, grad-cam, ttach) travel as wheels in .whl/.
+# Peers missing on that machine (captum, grad-cam, ttach, shap, slicer, lime; its image has numba,
+# scikit-image, scikit-learn and pandas) travel as wheels in the ignored .whl/ (1.9 MB), made here with
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#     captum==0.9.0 grad-cam==1.5.7 ttach==0.0.3 shap==0.51.0 slicer==0.0.8
+#   pip wheel --no-deps -w .whl lime==0.2.0.1        # lime is published as a source archive only
+# and carried by the call: run(command="bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=600).
 set -u
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 if ls .whl/*.whl >/dev/null 2>&1; then
