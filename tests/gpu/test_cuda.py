@@ -121,6 +121,28 @@ def test_targets_known_on_the_host_resolve_on_cuda_as_on_cpu() -> None:
         ns.explain(m.cuda(), x.cuda(), target=[1, 7, 0])
 
 
+def test_grad_cam_and_saliency_on_cuda_never_wait_for_the_device() -> None:
+    """With targets known on the host (an int, a list, None) an explanation queues its forward, backward
+    and upsampling without one synchronising call: PyTorch's sync debug mode raises on the first (a
+    host read of a device value, a blocking copy). Against Captum on a GPU every such wait costs the
+    time the host needs to queue what follows."""
+    import torchvision
+
+    torch.manual_seed(0)
+    m = torchvision.models.resnet18(num_classes=10).cuda().eval()
+    x = torch.randn(4, 3, 64, 64, device="cuda")
+    for method in ("grad_cam", "saliency"):
+        ns.explain(m, x, target=3, method=method)  # the first call probes the model (once per shape)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for method in ("grad_cam", "saliency"):
+            for target in (3, [1, 2, 3, 4], None):
+                ns.explain(m, x, target=target, method=method)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_watch_on_cuda_matches_cpu_and_names_the_nan_origin() -> None:
     class LogNegative(torch.nn.Module):
         def __init__(self) -> None:
