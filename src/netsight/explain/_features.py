@@ -399,7 +399,8 @@ def masked_forwards(
     # the OS and faults them in again (measured: a 24-64-64-2 MLP ran its forwards 1.6x slower so).
     out = torch.empty(n * items_per_id, dtype=torch.float32, device=device)
     bar = progress_bar(n * items_per_id, desc, progress)
-    last: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)  # (owner, its classes [m, 1])
+    last_owner: torch.Tensor | None = None  # the owner tensor of the last chunk, and its classes [m, 1]
+    idx = torch.zeros((0, 1), dtype=torch.long, device=device)
     try:
         with torch.no_grad():
             for lo in range(0, n, chunk):
@@ -408,14 +409,17 @@ def masked_forwards(
                 m = (hi - lo) * items_per_id
                 dest = out[lo * items_per_id : hi * items_per_id]
                 if isinstance(target, torch.Tensor) and not probability:
-                    if owner is not last[0]:
-                        last = (owner, target.index_select(0, owner)[:, None])
+                    if owner is not last_owner:
+                        last_owner, idx = owner, target.index_select(0, owner)[:, None]
                     scores = logits(model(xs)).float()
                     if scores.shape[0] != m:
                         raise TargetError(
                             f"target: {m} classes for {scores.shape[0]} outputs; pass one class per sample."
                         )
-                    torch.gather(scores, 1, last[1], out=dest[:, None])  # type: ignore[arg-type]
+                    if scores.device == dest.device:
+                        torch.gather(scores, 1, idx, out=dest[:, None])
+                    else:  # a model that returns its scores on another device than its input's
+                        dest.copy_(scores.gather(1, idx.to(scores.device))[:, 0])
                 else:
                     t = target[owner] if isinstance(target, torch.Tensor) else target
                     got = _scores(model(xs), t, probability)
