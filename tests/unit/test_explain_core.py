@@ -181,6 +181,38 @@ def test_default_layer_skips_modules_that_run_twice() -> None:
     torch.testing.assert_close(ex.attributions, cam, rtol=1e-5, atol=1e-6)
 
 
+def test_default_layer_of_a_timm_vit_is_its_last_blocks_norm() -> None:
+    """timm's attention returns per-head tensors [B, heads, N, d] from ``attn.q_norm``/``k_norm``; they
+    look spatial but are not, so the default is the last block's first norm, as for torchvision."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    vit = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=5
+    ).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert _common.default_layer(vit, x) == "blocks.1.norm1"
+    ex = ns.explain(vit, x, target=1, method="grad_cam")
+    assert ex.attributions.shape == (2, 1, 32, 32)
+    assert ex.meta["raw"].shape == (2, 1, 4, 4)  # the 4 x 4 patch grid
+
+
+def test_a_model_whose_spatial_modules_all_run_twice_is_told_so() -> None:
+    from netsight.errors import ExplainError
+
+    class Siamese(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+            self.head = nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a, b = self.features(x), self.features(x.flip(-1))
+            return self.head((a - b).mean(dim=(2, 3)))
+
+    with pytest.raises(ExplainError, match=r"runs more than once per forward .*'features'"):
+        _common.default_layer(Siamese(), torch.randn(1, 1, 8, 8))
+
+
 def test_to_grid_drops_class_and_register_tokens() -> None:
     t = torch.arange(2 * 21 * 3, dtype=torch.float32).reshape(2, 21, 3)  # 1 cls + 4 reg + 16 patches
     g = _common.to_grid(t, (32, 32))

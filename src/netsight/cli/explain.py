@@ -114,7 +114,12 @@ def explain(
         try:
             for info in infos:
                 ex = ns.explain(
-                    net, x, target=target, method=info.name, layer=layer if info.needs_layer else None
+                    net,
+                    x,
+                    target=target,
+                    method=info.name,
+                    layer=layer if info.needs_layer else None,
+                    progress=None if progress else False,  # a long method also gets a bar of its own
                 )
                 over = ex.overlay(pictures.to(dev), cmap=cmap, alpha=alpha)  # uint8 [B, H, W, 3]
                 for i, stem in enumerate(stems):

@@ -190,7 +190,15 @@ def _explain(
             info = explain_mod.get_method(method)
             layer = CAM_LAYER if info.needs_layer else None
             options = METHOD_OPTIONS.get(method, {}) if data.image_size <= 32 else {}
-            ex = ns.explain(model, x, target=pred, method=method, layer=layer, **options)
+            ex = ns.explain(
+                model,
+                x,
+                target=pred,
+                method=method,
+                layer=layer,
+                progress=None if progress else False,
+                **options,
+            )
             maps = ex.attributions.detach()
             if maps.dim() == 4 and maps.shape[1] > 1:
                 maps = maps.sum(dim=1, keepdim=True)  # one map per image

@@ -57,13 +57,17 @@ def explain(
         method: a name from :func:`list_methods` (a miss suggests the nearest names).
         layer: for layer methods, a module path (default: found automatically, see
             :func:`netsight.explain._common.default_layer`).
-        options: the method's options (``steps=``, ``baseline=``, ``max_batch=``, ``progress=``...).
+        options: the method's options (``steps=``, ``baseline=``, ``max_batch=``...). ``progress=``
+            (``None``: a bar once the work has run two seconds; ``True``; ``False``) is taken by every
+            method (the quick ones ignore it).
     """
     info = get_method(method)
     if not isinstance(model, nn.Module):
         raise ArgumentError(f"model: expected a torch.nn.Module, got {type(model).__name__}.")
     if info.inputs == "image":
         check_inputs(inputs, floating=info.kind in ("gradient", "layer"))
+    if "progress" in options and "progress" not in inspect.signature(info.fn).parameters:
+        options = {k: v for k, v in options.items() if k != "progress"}  # too quick to need a bar
     _check_options(info.name, info.fn, options)
     with preserved_state(model), unwrap_once():
         return info.fn(model, inputs, target, layer=layer, **options)

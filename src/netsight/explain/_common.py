@@ -458,7 +458,7 @@ def batched(
     inputs: torch.Tensor | Sequence[torch.Tensor],
     *,
     chunk: int,
-    progress: bool | None = None,
+    progress: bool | None = False,
     desc: str = "explain",
 ) -> Any:
     """Run ``fn`` on ``chunk``-sized slices of ``inputs`` (one tensor, or several sharing dim 0) and
@@ -546,7 +546,7 @@ def with_target(
     target: Target,
     *,
     chunk: int,
-    progress: bool | None = None,
+    progress: bool | None = False,
     desc: str = "explain",
 ) -> Any:
     """:func:`batched` over ``x`` with the matching slice of a prepared ``target``:
@@ -598,6 +598,20 @@ def to_grid(t: torch.Tensor, image_hw: tuple[int, int], hw: tuple[int, int] | No
     )
 
 
+def _spatial_outputs(order: Sequence[tuple[str, tuple[int, ...]]]) -> list[int]:
+    """Positions in ``order`` of spatial ``[B, C, H, W]`` outputs, leaving out the per-head tensors
+    ``[B, heads, N, d]`` of an attention block, whose ``N`` is the token count of an earlier ``[B, N, D]``
+    output (timm's ``attn.q_norm`` / ``k_norm`` return them)."""
+    tokens: set[int] = set()
+    found = []
+    for i, (_, s) in enumerate(order):
+        if len(s) == 3:
+            tokens.add(s[1])
+        elif _is_grid(s) and s[2] not in tokens:
+            found.append(i)
+    return found
+
+
 def default_layer(model: nn.Module, inputs: torch.Tensor) -> str:
     """The layer a layer method uses when none is given.
 
@@ -611,8 +625,16 @@ def default_layer(model: nn.Module, inputs: torch.Tensor) -> str:
     """
     p = probe(model, inputs)
     calls = Counter(n for n, _ in p.order)  # a module that runs twice per forward cannot be the layer
-    grid_idx = [i for i, (n, s) in enumerate(p.order) if _is_grid(s) and calls[n] == 1]
+    grids = _spatial_outputs(p.order)
+    grid_idx = [i for i in grids if calls[p.order[i][0]] == 1]
     if not grid_idx:
+        if grids:
+            shared = list(dict.fromkeys(p.order[i][0] for i in grids))[-3:]
+            raise ExplainError(
+                f"layer: every module of {type(model).__name__} with a spatial [B, C, H, W] output runs "
+                f"more than once per forward (shared modules, e.g. {', '.join(repr(n) for n in shared)}), "
+                "so none is one layer's output; pass layer='<module path>' of a module that runs once."
+            )
         raise ExplainError(
             f"layer: {type(model).__name__} has no module with a spatial [B, C, H, W] output for input "
             f"shape {tuple(inputs.shape)}; pass layer='<module path>' explicitly."

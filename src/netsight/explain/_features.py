@@ -34,6 +34,7 @@ from ._common import (
     TargetSpec,
     check_max_batch,
     chunk_size,
+    free_bytes,
     logits,
     prepare_target,
     probe,
@@ -344,13 +345,15 @@ _CPU_CHUNK_BYTES = 256 << 20  # the most activations one CPU chunk may hold
 _CPU_CACHE_BYTES = 2 << 20  # a thread's share of a chunk that stays in its core's L2 cache (1-2 MiB on x86)
 _CPU_MIN_ITEMS = 8  # big items (a ResNet image): a few per forward, never just one
 _CPU_MAX_ITEMS = 8192
+_CPU_MEMORY_FRACTION = 0.3  # of the host's available memory, at most, for one chunk's activations
 
 
 def rows_per_chunk(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> int:
     """Items one forward may hold for inputs like ``x`` (sized to free memory; ``max_batch`` caps it).
 
-    On CUDA this is the shared sizing (:func:`~netsight.explain._common.chunk_size`); ``max_batch``
-    caps it on either device. On the CPU a chunk holds about 2 MiB of the model's activations (every
+    On CUDA this is the shared sizing (:func:`~netsight.explain._common.chunk_size`), capped by
+    ``max_batch``. On the CPU ``max_batch`` is taken as given (as far as 30 % of the available memory
+    holds that many items); without it, a chunk holds about 2 MiB of the model's activations (every
     leaf module's output) per torch thread, so that each thread's share of a layer's output is still
     in its core's cache when the next layer reads it, and at least 8 items (at most 256 MiB).
 
@@ -364,10 +367,11 @@ def rows_per_chunk(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> 
         return chunk_size(model, x[:1], max_batch=max_batch, backward=False)
     check_max_batch(max_batch)
     item = max(probe(model, x[:1]).leaf_bytes + x[:1].numel() * x.element_size(), 1)
+    if max_batch is not None:  # the user's number, as long as the host's memory holds it
+        return max(1, min(max_batch, int(free_bytes(x.device) * _CPU_MEMORY_FRACTION) // item))
     big = min(_CPU_MIN_ITEMS, _CPU_CHUNK_BYTES // item)
-    cache = _CPU_CACHE_BYTES * max(1, torch.get_num_threads())
-    n = max(1, min(_CPU_MAX_ITEMS, max(cache // item, big)))
-    return n if max_batch is None else min(n, max_batch)
+    cache = min(_CPU_CACHE_BYTES * max(1, torch.get_num_threads()), _CPU_CHUNK_BYTES)
+    return max(1, min(_CPU_MAX_ITEMS, max(cache // item, big)))
 
 
 def masked_forwards(
@@ -399,7 +403,9 @@ def masked_forwards(
     # the OS and faults them in again (measured: a 24-64-64-2 MLP ran its forwards 1.6x slower so).
     out = torch.empty(n * items_per_id, dtype=torch.float32, device=device)
     bar = progress_bar(n * items_per_id, desc, progress)
-    last_owner: torch.Tensor | None = None  # the owner tensor of the last chunk, and its classes [m, 1]
+    # the owner tensor of the last chunk (and its version: a build may refill one buffer in place),
+    # and its classes [m, 1]
+    last: tuple[torch.Tensor | None, int] = (None, -1)
     idx = torch.zeros((0, 1), dtype=torch.long, device=device)
     try:
         with torch.no_grad():
@@ -409,8 +415,8 @@ def masked_forwards(
                 m = (hi - lo) * items_per_id
                 dest = out[lo * items_per_id : hi * items_per_id]
                 if isinstance(target, torch.Tensor) and not probability:
-                    if owner is not last_owner:
-                        last_owner, idx = owner, target.index_select(0, owner)[:, None]
+                    if owner is not last[0] or owner._version != last[1]:
+                        last, idx = (owner, owner._version), target.index_select(0, owner)[:, None]
                     scores = logits(model(xs)).float()
                     if scores.shape[0] != m:
                         raise TargetError(
