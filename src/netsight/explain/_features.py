@@ -422,10 +422,7 @@ def masked_forwards(
                         raise TargetError(
                             f"target: {m} classes for {scores.shape[0]} outputs; pass one class per sample."
                         )
-                    if scores.device == dest.device:
-                        torch.gather(scores, 1, idx, out=dest[:, None])
-                    else:  # a model that returns its scores on another device than its input's
-                        dest.copy_(scores.gather(1, idx.to(scores.device))[:, 0])
+                    torch.gather(scores, 1, idx, out=dest[:, None])
                 else:
                     t = target[owner] if isinstance(target, torch.Tensor) else target
                     got = _scores(model(xs), t, probability)
