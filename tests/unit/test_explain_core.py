@@ -247,6 +247,69 @@ def test_explanation_rendering(model, tmp_path) -> None:
     assert sal._maps().shape == (2, 1, 16, 16)  # channels summed as magnitudes
 
 
+def _bar_rows(ax) -> list[tuple[str, float, str]]:  # type: ignore[no-untyped-def]
+    """(label, width, colour) of each bar, top to bottom, read back from the drawn axes."""
+    from matplotlib.colors import to_hex
+
+    label_at = {round(float(p), 6): t.get_text() for p, t in zip(ax.get_yticks(), ax.get_yticklabels())}
+    rows = []
+    for bar in ax.patches:
+        y = round(bar.get_y() + bar.get_height() / 2, 6)
+        rows.append((y, label_at[y], bar.get_width(), to_hex(bar.get_facecolor())))
+    return [(label, width, colour) for _, label, width, colour in sorted(rows, key=lambda r: -r[0])]
+
+
+def test_tabular_and_token_attributions_draw_as_bar_charts(tmp_path) -> None:
+    """The top features by magnitude, largest on top, red up and blue down, the rest summed in grey:
+    each bar read back from the figure against a ranking computed here."""
+    import matplotlib as mpl
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from netsight.render import _bars
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
+    x = torch.randn(3, 16)
+    ex = ns.explain(mlp, x, target=1, method="kernel_shap", background=torch.randn(5, 16), n_samples=300)
+    names = [f"col{j}" for j in range(16)]
+    fig = ex.figure(names=names, top=5)
+    assert len(fig.axes) == 3
+    for i, ax in enumerate(fig.axes):
+        v = [float(a) for a in ex.attributions[i]]
+        order = sorted(range(16), key=lambda j: -abs(v[j]))
+        want = [(names[j], v[j]) for j in order[:5]] + [("11 other features", sum(v[j] for j in order[5:]))]
+        got = _bar_rows(ax)
+        assert [label for label, _, _ in got] == [label for label, _ in want]
+        assert [w for _, w, _ in got] == pytest.approx([w for _, w in want], rel=1e-6, abs=1e-9)
+        colours = [c for _, _, c in got]
+        assert colours[:5] == [_bars.POSITIVE if w > 0 else _bars.NEGATIVE for _, w in want[:5]]
+        assert colours[5] == _bars.OTHERS
+        assert f"base {float(ex.meta['base_value'][i]):.3g}" in ax.get_title()
+    plt.close(fig)
+    paths = ex.save(tmp_path / "bars")
+    assert [p.name for p in paths] == ["kernel_shap_000.png", "kernel_shap_001.png", "kernel_shap_002.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+    assert ex._repr_html_().count("data:image/png;base64,") == 1
+
+    tokens = [[f"t{i}_{j}" for j in range(16)] for i in range(3)]  # one list per sample (texts differ)
+    fig = ex.figure(names=tokens, top=16, max_samples=2)
+    assert len(fig.axes) == 2
+    assert _bar_rows(fig.axes[1])[0][0].startswith("t1_")
+    assert len(fig.axes[1].patches) == 16  # every feature drawn: no "others" bar
+    plt.close(fig)
+    fig = ex.figure(top=3)
+    assert _bar_rows(fig.axes[0])[0][0].startswith("x[")
+    plt.close(fig)
+    from netsight.errors import ArgumentError
+
+    with pytest.raises(ArgumentError, match="names: got 2 names for 16 features"):
+        ex.figure(names=["a", "b"])
+    with pytest.raises(ArgumentError, match="top: expected a positive int"):
+        ex.figure(top=0)
+
+
 def test_state_restored_when_a_method_raises(model, untouched) -> None:
     """An in-place ReLU patched by guided backprop comes back, hooks go, flags stay, also on error."""
     model.features[1].train()

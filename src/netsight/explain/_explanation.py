@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +46,8 @@ class Explanation:
         if a.dim() == 3:  # [B, H, W]
             return a[:, None]
         raise ArgumentError(
-            f"attributions have shape {tuple(a.shape)}, not an image-like [B, C, H, W]; "
-            "draw token or tabular attributions with a bar chart instead (ex.attributions)."
+            f"attributions have shape {tuple(a.shape)}, not an image-like [B, C, H, W]; token and "
+            "tabular attributions [B, F] are drawn as bar charts: ex.figure(), ex.save(directory)."
         )
 
     def heatmaps(self, cmap: str = "jet") -> torch.Tensor:
@@ -69,18 +69,87 @@ class Explanation:
     def _pictures(self, images: Any = None, cmap: str = "jet") -> torch.Tensor:
         return self.heatmaps(cmap) if images is None else self.overlay(images, cmap=cmap)
 
-    def save(self, directory: str | Path, images: Any = None, *, cmap: str = "jet") -> list[Path]:
-        """Write one PNG per sample (the heatmap, or its overlay on ``images``) into ``directory``."""
+    def save(
+        self,
+        directory: str | Path,
+        images: Any = None,
+        *,
+        cmap: str = "jet",
+        names: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        top: int = 12,
+    ) -> list[Path]:
+        """Write one PNG per sample into ``directory``: the heatmap, or its overlay on ``images``; for
+        token or tabular attributions ``[B, F]``, the bar chart of :meth:`figure`."""
         from netsight.render import save_png
 
-        pics = self._pictures(images, cmap).cpu()
         out = Path(directory)
+        if self._is_per_feature():
+            import matplotlib.pyplot as plt
+
+            out.mkdir(parents=True, exist_ok=True)
+            paths = []
+            for i in range(self.attributions.shape[0]):
+                ax = self._bars(i, names, top, None)
+                path = out / f"{self.method}_{i:03d}.png"
+                ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+                plt.close(ax.figure)
+                paths.append(path)
+            return paths
+        pics = self._pictures(images, cmap).cpu()
         return [save_png(p, out / f"{self.method}_{i:03d}.png") for i, p in enumerate(pics)]
 
-    def figure(self, images: Any = None, *, cmap: str = "jet", max_samples: int = 8) -> Any:
-        """A matplotlib Figure with one panel per sample (at most ``max_samples``)."""
+    def _is_per_feature(self) -> bool:
+        return self.attributions.dim() == 2
+
+    def _bars(self, i: int, names: Any, top: int, ax: Any) -> Any:
+        """Sample ``i``'s bar chart (:func:`netsight.render.attribution_bars`)."""
+        from netsight.render import attribution_bars
+
+        f = self.attributions.shape[1]
+        if names is None:
+            kind = self.meta.get("feature_kind")
+            stem = "token" if kind == "tokens" else "x"
+            row: Sequence[str] = [f"{stem}[{j}]" for j in range(f)]
+        elif len(names) and not isinstance(names[0], str):
+            row = names[i]  # one list of names per sample (tokens differ between texts)
+        else:
+            row = names
+        title = f"{self.method}" + (f" · class {int(self.target[i])}" if self.target is not None else "")
+        base = self.meta.get("base_value")
+        if isinstance(base, torch.Tensor) and base.dim() == 1 and base.shape[0] > i:
+            title += f" · base {float(base[i]):.3g}"
+        return attribution_bars(self.attributions[i], names=row, top=top, title=title, ax=ax)
+
+    def figure(
+        self,
+        images: Any = None,
+        *,
+        cmap: str = "jet",
+        max_samples: int = 8,
+        names: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        top: int = 12,
+    ) -> Any:
+        """A matplotlib Figure with one panel per sample (at most ``max_samples``).
+
+        Maps (``[B, C, H, W]``): the heatmap, or its overlay on ``images``. Token or tabular attributions
+        ``[B, F]``: a bar chart per sample of its ``top`` features by magnitude, red where a feature
+        raises the score and blue where it lowers it, the rest summed in one grey bar; ``names``: one
+        name per feature, or one list per sample (tokens), default ``x[j]`` / ``token[j]``.
+        """
         import matplotlib.pyplot as plt
 
+        if self._is_per_feature():
+            n = min(self.attributions.shape[0], max_samples)
+            rows = min(top, self.attributions.shape[1]) + 1
+            fig, axes = plt.subplots(n, 1, figsize=(5.0, n * (0.3 * rows + 0.9)), squeeze=False)
+            try:
+                for i in range(n):
+                    self._bars(i, names, top, axes[i, 0])
+            except BaseException:
+                plt.close(fig)  # a bad argument leaves no half-drawn figure behind
+                raise
+            fig.tight_layout()
+            return fig
         pics = self._pictures(images, cmap)[:max_samples].cpu()
         n = pics.shape[0]
         fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.6), squeeze=False)
@@ -96,6 +165,8 @@ class Explanation:
     def _repr_html_(self) -> str:
         from netsight.render import to_png
 
+        if self._is_per_feature():
+            return self._bars_html()
         try:
             pics = self.heatmaps()[:8].cpu()
         except ArgumentError:
@@ -107,6 +178,20 @@ class Explanation:
         )
         where = f" at <code>{self.layer}</code>" if self.layer else ""
         return f"<div><b>{self.method}</b>{where}<br/>{imgs}</div>"
+
+    def _bars_html(self) -> str:
+        import io
+
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return f"<pre>{self!r}</pre>"
+        fig = self.figure(max_samples=4)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        src = base64.b64encode(buf.getvalue()).decode()
+        return f'<div><b>{self.method}</b><br/><img src="data:image/png;base64,{src}"/></div>'
 
     def __repr__(self) -> str:
         tgt = "callable" if self.target is None else self.target.tolist()[:8]
