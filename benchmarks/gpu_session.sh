@@ -28,7 +28,8 @@ mkdir -p "$out"
   echo "== explain vs peers, cuda, resnet50 batch 64"
   timeout 130 python3 benchmarks/explain_vs_peers.py --device cuda --model resnet50 --batch 64 --skip-perturbation --profile
   echo "== monitor overhead, cuda, resnet50 batch 64"
-  timeout 120 python3 benchmarks/monitor_overhead.py --device cuda --model resnet50 --batch 64
+  timeout 120 python3 benchmarks/monitor_overhead.py --device cuda --model resnet50 --batch 64 \
+    --variants bare,watch,watch_nonan,watch_all,tb_histograms,item_recipe
   if python3 -c "import shap, lime" 2>/dev/null; then  # their wheels (and numba's, for shap) in .whl/
     echo "== perturbation methods vs shap and lime, cuda"
     timeout 100 python3 benchmarks/explain_perturbation_vs_peers.py --device cuda --samples 1000 --repeats 3

@@ -12,6 +12,9 @@ TensorBoard's ``flush()``), so none of it spills into the next variant's block:
 - ``watch_all``       ``heavy="always"``: every statistic and the weight, gradient and activation
                       histograms every step
 - ``watch_nostore``   defaults, ``run=None`` (the monitor alone: the store's writer thread left out)
+- ``watch_nonan``     defaults with ``nan_origin=False``: no per-step read of the gradients' finiteness
+                      before the update, which on a GPU is a wait for the backward pass every step (not
+                      in the default list; the GPU session runs it to price that wait)
 - ``watch_start``     defaults over a run's first steps (0, 1, 2, ...: the logarithmic schedule takes
                       histograms on every step below 10 and ~10 times per decade after); the other
                       ``watch`` variants number their steps from 1,000,000 (steady state)
@@ -265,6 +268,7 @@ def run_model(
         "watch": watch,
         "watch_all": lambda: watch(heavy="always"),
         "watch_nostore": lambda: watch(run=None),
+        "watch_nonan": lambda: watch(nan_origin=False),
         "watch_start": lambda: watch(from_start=True),
         "tb_histograms": tb,
         "item_recipe": item,
