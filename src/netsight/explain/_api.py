@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -18,18 +19,31 @@ from ._registry import get_method
 __all__ = ["explain"]
 
 
-def _check_options(method: str, fn: Any, options: dict[str, Any]) -> None:
+@functools.cache
+def _options_of(fn: Any) -> tuple[str, ...] | None:
+    """A method's keyword-only options (``None`` when it takes ``**options``), read once per method."""
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    known = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "layer"]
+        return None
+    return tuple(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "layer")
+
+
+def _check_options(method: str, fn: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against the method's; ``progress`` is taken by every method (the quick ones,
+    without a loop, have no bar to show and are not passed it)."""
+    known = _options_of(fn)
+    if known is None:
+        return options
+    if "progress" in options and "progress" not in known:
+        options = {k: v for k, v in options.items() if k != "progress"}
     for key in options:
         if key not in known:
-            near = closest(key, known)
+            near = closest(key, list(known))
             hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
             raise ArgumentError(
                 f"{key}: {method} has no option {key!r}.{hint} Its options: {', '.join(known) or 'none'}."
             )
+    return options
 
 
 def explain(
@@ -66,8 +80,6 @@ def explain(
         raise ArgumentError(f"model: expected a torch.nn.Module, got {type(model).__name__}.")
     if info.inputs == "image":
         check_inputs(inputs, floating=info.kind in ("gradient", "layer"))
-    if "progress" in options and "progress" not in inspect.signature(info.fn).parameters:
-        options = {k: v for k, v in options.items() if k != "progress"}  # too quick to need a bar
-    _check_options(info.name, info.fn, options)
+    options = _check_options(info.name, info.fn, options)
     with preserved_state(model), unwrap_once():
         return info.fn(model, inputs, target, layer=layer, **options)
