@@ -475,7 +475,7 @@ def test_max_batch_sets_the_cpu_chunk_and_changes_no_value(monkeypatch) -> None:
     """On the CPU ``max_batch`` is taken as given (above 256, the cap of automatic image chunks, too),
     bounded only by memory, and the values do not depend on how the coalitions are split into forwards
     (several full chunks reuse the classes gathered for the first)."""
-    from netsight.explain import _features
+    from netsight.explain import _common, _features
 
     model = _mlp(6)
     x = torch.randn(4, 6)
@@ -483,7 +483,7 @@ def test_max_batch_sets_the_cpu_chunk_and_changes_no_value(monkeypatch) -> None:
     assert auto > 1000  # a 6-column MLP row is ~100 bytes: thousands per 2 MiB
     assert _features.rows_per_chunk(model, x, 1000) == 1000
     assert _features.rows_per_chunk(model, x, 3) == 3
-    monkeypatch.setattr(_features, "free_bytes", lambda device: 10**6)
+    monkeypatch.setattr(_common, "free_bytes", lambda device: 10**6)
     bounded = _features.rows_per_chunk(model, x, 10**9)
     assert 1 <= bounded < 10**6  # 30 % of a megabyte holds a few thousand rows, not a billion
     monkeypatch.undo()

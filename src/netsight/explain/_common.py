@@ -434,8 +434,9 @@ def chunk_size(
     ``per_item_bytes`` defaults to the bytes every leaf module outputs for one sample (one probe
     forward, cached), doubled when the pass also runs backward (saved activations plus their
     gradients), plus the input itself. The budget is a fraction of the free memory (60 % of CUDA's free
-    memory, 30 % of the host's available RAM). ``max_batch`` caps the result: a user override, never
-    needed to avoid running out of memory.
+    memory, 30 % of the host's available RAM). On the CPU, without ``max_batch``, at most 256 (bigger
+    CPU batches buy no speed). ``max_batch`` overrides that: the user's number, as far as the memory
+    budget holds it, never needed to avoid running out of memory.
     """
     check_max_batch(max_batch)
     dev = example_input.device
@@ -446,11 +447,9 @@ def chunk_size(
     per_item_bytes = max(int(per_item_bytes), 1)
     frac = fraction if fraction is not None else (0.6 if dev.type == "cuda" else 0.3)
     n = max(1, int(free_bytes(dev) * frac) // per_item_bytes)
-    if dev.type != "cuda":
-        n = min(n, _CPU_MAX_CHUNK)
     if max_batch is not None:
-        n = min(n, max_batch)
-    return n
+        return min(n, max_batch)
+    return n if dev.type == "cuda" else min(n, _CPU_MAX_CHUNK)
 
 
 def batched(

@@ -32,9 +32,7 @@ from netsight.errors import ArgumentError, ExplainError, TargetError
 from ._common import (
     Target,
     TargetSpec,
-    check_max_batch,
     chunk_size,
-    free_bytes,
     logits,
     prepare_target,
     probe,
@@ -345,15 +343,14 @@ _CPU_CHUNK_BYTES = 256 << 20  # the most activations one CPU chunk may hold
 _CPU_CACHE_BYTES = 2 << 20  # a thread's share of a chunk that stays in its core's L2 cache (1-2 MiB on x86)
 _CPU_MIN_ITEMS = 8  # big items (a ResNet image): a few per forward, never just one
 _CPU_MAX_ITEMS = 8192
-_CPU_MEMORY_FRACTION = 0.3  # of the host's available memory, at most, for one chunk's activations
 
 
 def rows_per_chunk(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> int:
     """Items one forward may hold for inputs like ``x`` (sized to free memory; ``max_batch`` caps it).
 
-    On CUDA this is the shared sizing (:func:`~netsight.explain._common.chunk_size`), capped by
-    ``max_batch``. On the CPU ``max_batch`` is taken as given (as far as 30 % of the available memory
-    holds that many items); without it, a chunk holds about 2 MiB of the model's activations (every
+    With ``max_batch``, or on CUDA, this is the shared sizing (:func:`~netsight.explain._common.chunk_size`:
+    free memory, and ``max_batch`` taken as given as far as memory holds it). On the CPU without it, a
+    chunk holds about 2 MiB of the model's activations (every
     leaf module's output) per torch thread, so that each thread's share of a layer's output is still
     in its core's cache when the next layer reads it, and at least 8 items (at most 256 MiB).
 
@@ -363,12 +360,9 @@ def rows_per_chunk(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> 
     two-conv CNN at 28 px was as fast at 8 to 128 images per forward and 2.3x slower at 512; ResNet-18
     at 224 px took 1.5x as long for 98 images per forward as for 8 at a time.
     """
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or max_batch is not None:
         return chunk_size(model, x[:1], max_batch=max_batch, backward=False)
-    check_max_batch(max_batch)
     item = max(probe(model, x[:1]).leaf_bytes + x[:1].numel() * x.element_size(), 1)
-    if max_batch is not None:  # the user's number, as long as the host's memory holds it
-        return max(1, min(max_batch, int(free_bytes(x.device) * _CPU_MEMORY_FRACTION) // item))
     big = min(_CPU_MIN_ITEMS, _CPU_CHUNK_BYTES // item)
     cache = min(_CPU_CACHE_BYTES * max(1, torch.get_num_threads()), _CPU_CHUNK_BYTES)
     return max(1, min(_CPU_MAX_ITEMS, max(cache // item, big)))
