@@ -20,7 +20,7 @@ from torch import nn
 
 import netsight as ns
 from netsight.data import load_mnist
-from netsight.store.tensorboard import TensorBoardSink, Tee
+from netsight.store.tensorboard import Tee, TensorBoardSink
 
 WORLD = 2
 STEPS = 24
@@ -30,9 +30,8 @@ def train(rank: int, rendezvous: str) -> None:
     dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=WORLD)
     try:
         torch.manual_seed(0)  # the same initial weights on every rank (DDP also broadcasts them)
-        model = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 10)
-        )
+        conv = nn.Conv2d(1, 8, 3, padding=1)
+        model = nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 10))
         ddp = nn.parallel.DistributedDataParallel(model)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
         x, y = load_mnist()
@@ -40,7 +39,9 @@ def train(rank: int, rendezvous: str) -> None:
 
         # rank 0 writes, to the run store and to TensorBoard; the other ranks only take part in the
         # reductions (run=None). distributed="per_rank" would let every rank write its own run.
-        run = Tee(ns.open_run("netsight-runs", name="ddp-cnn"), TensorBoardSink("tb-logs")) if rank == 0 else None
+        run = None
+        if rank == 0:
+            run = Tee(ns.open_run("netsight-runs", name="ddp-cnn"), TensorBoardSink("tb-logs"))
         with ns.watch(ddp, optimizer=opt, run=run, stats=4):
             for step in range(STEPS):
                 idx = mine[step * 32 : (step + 1) * 32]

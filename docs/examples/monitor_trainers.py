@@ -44,7 +44,7 @@ try:
 except ImportError:  # the older standalone package
     import pytorch_lightning as pl
 
-from netsight.monitor.integrations.lightning import NetsightCallback
+from netsight.monitor.integrations.lightning import NetsightCallback  # noqa: E402 - after pl
 
 
 class Classifier(pl.LightningModule):
@@ -116,7 +116,7 @@ args = transformers.TrainingArguments(
 )
 rows = [{"images": x[i], "labels": y[i]} for i in range(len(x))]
 callback_hf = NetsightTrainerCallback("netsight-runs", name="hf-cnn", stats=5)
-hf_trainer = transformers.Trainer(model=HFClassifier(), args=args, train_dataset=rows, callbacks=[callback_hf])
+hf_trainer = transformers.Trainer(HFClassifier(), args, train_dataset=rows, callbacks=[callback_hf])
 hf_trainer.train()
 
 r = ns.store.open("netsight-runs").run("hf-cnn")
