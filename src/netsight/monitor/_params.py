@@ -28,6 +28,19 @@ from torch import nn
 PARAM_METRICS: tuple[str, ...] = ("grad_norm", "grad_abs_mean", "grad_abs_max", "weight_norm", "update_ratio")
 
 
+def _l2(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``[k]`` float32 L2 norms, accumulated in float32 at least: a bfloat16 or float16 result would be
+    rounded to 3 significant digits, or overflow (float64 tensors keep their own precision)."""
+    sizes = {t.dtype.itemsize for t in tensors}
+    low = min(sizes) < 4 and max(sizes) <= 4  # float32 alone takes the plain call (CUDA's fused kernel)
+    return torch.stack(torch._foreach_norm(tensors, 2, dtype=torch.float32 if low else None)).float()
+
+
+def _sum(t: torch.Tensor) -> torch.Tensor:
+    """``t.sum()`` accumulated in float32 at least."""
+    return t.sum(dtype=torch.float32 if t.dtype.itemsize < 4 else None)
+
+
 class ParamStats:
     """The parameters of ``model`` grouped by owning module, with fused statistics over them."""
 
@@ -65,34 +78,42 @@ class ParamStats:
         return len(self.layers)
 
     # -- on the device: one value per parameter ---------------------------------------------------
-    def grad_raw(self, full: bool = True) -> tuple[tuple[int, ...], torch.Tensor] | None:
-        """``(indices of the parameters that have a gradient, [k, 3] float32 L2, L1, L∞ norms)``
-        (``full=False``: ``[k, 1]``, the L2 norm only), or ``None`` when no parameter has a gradient."""
+    def grads(self) -> tuple[list[int], list[torch.Tensor]]:
+        """``(indices, gradients)`` of the parameters that have a gradient this step: ``.grad`` set and
+        ``requires_grad`` (a frozen parameter's ``.grad`` is stale, or zeros after
+        ``zero_grad(set_to_none=False)``, not a gradient); sparse gradients as their coalesced values."""
         key: list[int] = []
         grads: list[torch.Tensor] = []
         for i, p in enumerate(self.params):
             g = p.grad
-            if g is not None:
+            if g is not None and p.requires_grad:
                 key.append(i)
-                g = g.coalesce().values() if g.is_sparse else g
-                grads.append(g if g.numel() else g.new_zeros(1))
+                grads.append(g.coalesce().values() if g.is_sparse else g)
+        return key, grads
+
+    def grad_raw(self, full: bool = True) -> tuple[tuple[int, ...], torch.Tensor] | None:
+        """``(indices of the parameters that have a gradient, [k, 3] float32 L2, L1, L∞ norms)``
+        (``full=False``: ``[k, 1]``, the L2 norm only), or ``None`` when no parameter has a gradient.
+        Norms and sums of bfloat16 and float16 gradients are accumulated in float32."""
+        key, grads = self.grads()
+        grads = [g if g.numel() else g.new_zeros(1) for g in grads]
         if not grads:
             return None
         if not full:  # the every-step norm: one fused kernel (float32 accumulation, ~1e-5 relative
             # error on tensors of millions of elements; the full steps below are exact to ~1e-7)
-            return tuple(key), torch.stack(torch._foreach_norm(grads, 2))[:, None].float()
+            return tuple(key), _l2(grads)[:, None]
         # L1 as a sum of |g| (pairwise summation: ~1e-7 relative error, where _foreach_norm(ord=1)
         # accumulates naively, 3e-4 on a ResNet's largest tensors, and is 3x slower on a CPU)
         if self._small(grads):
-            l2 = torch.stack(torch._foreach_norm(grads, 2))
-            l1 = torch.stack([a.sum() for a in torch._foreach_abs(grads)])
+            l2 = _l2(grads)
+            l1 = torch.stack([_sum(a) for a in torch._foreach_abs(grads)])
             hi = torch.stack(torch._foreach_max(grads))
             lo = torch.stack(torch._foreach_max(torch._foreach_neg(grads)))
         else:  # large tensors: |g| into one reused buffer (then squared in place), one min/max pass
             sums = []
             for g in grads:
                 a = self._abs(g)
-                sums.append(torch.stack([a.sum(), a.square_().sum()]))
+                sums.append(torch.stack([_sum(a), _sum(a.square_())]))
             both = torch.stack(sums)
             l1, l2 = both[:, 0], both[:, 1].sqrt()
             mm = [torch.aminmax(g) for g in grads]
@@ -116,12 +137,14 @@ class ParamStats:
         """``[P]`` float32 L2 norm of every parameter."""
         if not self.params:
             return torch.zeros(0, device=self.device)
-        return torch.stack(torch._foreach_norm([p.detach() for p in self.params], 2)).float()
+        return _l2([p.detach() for p in self.params])
 
     # -- update ratio: snapshot before the optimizer step, compare after ------------------------
     def snapshot(self) -> None:
         """Copy the current weights into persistent buffers (allocated once)."""
         w = [p.detach() for p in self.params]
+        if not w:  # a model without parameters: nothing to compare
+            return
         if self._before is None or any(
             b.shape != p.shape or b.dtype != p.dtype or b.device != p.device for b, p in zip(self._before, w)
         ):
@@ -141,7 +164,7 @@ class ParamStats:
         if self._before is None or not self.params:
             return None
         torch._foreach_sub_(self._before, [p.detach() for p in self.params])
-        return torch.stack(torch._foreach_norm(self._before, 2)).float()
+        return _l2(self._before)
 
     def release(self) -> None:
         self._before = None

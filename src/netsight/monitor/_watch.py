@@ -433,9 +433,10 @@ class Monitor:
             self._psamples = []
             if heavy:  # samples now (the update changes the weights); binned with the rest in _collect
                 p = self.params
+                gkey, grads = p.grads()
                 for kind, tensors in (
                     ("weight", [(q.detach(), o) for q, o in zip(p.params, p._owner_list)]),
-                    ("grad", [(q.grad, o) for q, o in zip(p.params, p._owner_list) if q.grad is not None]),
+                    ("grad", [(g, p._owner_list[i]) for i, g in zip(gkey, grads)]),
                 ):
                     samples, scales = sample_many([t for t, _ in tensors], self.hist_sample)
                     self._psamples.append((kind, len(p), samples, scales, [o for _, o in tensors]))

@@ -387,8 +387,9 @@ class Run:
         return checked
 
     def log(self, values: Mapping[str, object], step: int | None = None) -> None:
-        """Log scalars. Values are numbers or one-element tensors (no ``.item()`` needed: they are
-        stacked and moved to the host together in the writer thread). ``step=None`` is the last + 1."""
+        """Log scalars. Values are numbers or one-element tensors (no ``.item()`` needed: tensors on an
+        accelerator are copied there, then stacked and moved to the host together in the writer
+        thread; the value logged is the one at this call). ``step=None`` is the last + 1."""
         if not isinstance(values, Mapping):
             raise ArgumentError(
                 f"values: expected a dict of name -> number, got {type(values).__name__}. "
@@ -406,8 +407,11 @@ class Run:
                         f"values[{key!r}]: expected a one-element tensor, got shape {tuple(value.shape)}. "
                         "Reduce it first (e.g. .mean()), or use run.log_tensor for whole tensors."
                     )
-                keys.append(key)
-                tensors.append(value.detach())
+                if value.device.type == "cpu":  # read now (no transfer to wait for): a later in-place
+                    numbers.append((key, float(value.detach())))  # change (a running sum) must not alter it
+                else:  # a copy on the device, queued without a sync: the value as of this call
+                    keys.append(key)
+                    tensors.append(value.detach().clone())
             elif isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
                 numbers.append((key, float(value)))
             else:

@@ -1,0 +1,256 @@
+"""The monitor and the run store in less common training setups: frozen and unused parameters, several
+parameter groups, sparse and bfloat16 gradients, parameter-free models, a loop that raises, an
+infinite gradient whose step is skipped, and scalars changed in place after they were logged."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import netsight as ns
+from netsight.errors import AlertError
+from netsight.monitor import METRICS
+
+GRAD = METRICS.index("grad_norm")
+
+
+def grad_norm(module: nn.Module) -> float:
+    """The layer's gradient norm in float64, from the parameters it owns that have a gradient (NaN: none)."""
+    grads = [p.grad for p in module.parameters(recurse=False) if p.grad is not None and p.requires_grad]
+    if not grads:
+        return math.nan
+    return math.sqrt(sum(float(g.double().square().sum()) for g in grads))
+
+
+def no_hooks(model: nn.Module, *optimizers: torch.optim.Optimizer) -> None:
+    assert ns.hooks_on(model) == {}
+    for m in model.modules():
+        assert not m._forward_hooks_with_kwargs
+        assert not m._forward_pre_hooks_with_kwargs
+    for opt in optimizers:
+        assert not opt._optimizer_step_pre_hooks
+        assert not opt._optimizer_step_post_hooks
+
+
+class Branchy(nn.Module):
+    """``b`` is skipped on odd steps (no gradient then); ``frozen`` has requires_grad False."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4)
+        self.frozen = nn.Linear(4, 4)
+        self.out = nn.Linear(4, 2)
+        self.frozen.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor, use_b: bool) -> torch.Tensor:
+        h = torch.relu(self.a(x))
+        if use_b:
+            h = h + self.b(h)
+        return self.out(self.frozen(h))
+
+
+def test_param_groups_unused_branch_and_unfreezing_match_norms_by_hand(tmp_path: Path) -> None:
+    net = Branchy()
+    opt = torch.optim.SGD(
+        [
+            {"params": net.a.parameters(), "lr": 0.1},
+            {"params": [*net.b.parameters(), *net.out.parameters()], "lr": 0.01, "momentum": 0.9},
+        ]
+    )
+    want = []
+    with ns.open_run(tmp_path, name="groups") as run, ns.watch(net, optimizer=opt, run=run) as mon:
+        for step in range(12):
+            F.mse_loss(net(torch.randn(8, 4), use_b=step % 2 == 0), torch.zeros(8, 2)).backward()
+            want.append([grad_norm(getattr(net, n)) for n in ("a", "b", "frozen", "out")])
+            opt.step()
+            opt.zero_grad()
+            if step == 5:
+                net.frozen.requires_grad_(True)
+                opt.add_param_group({"params": net.frozen.parameters(), "lr": 0.01})
+        assert mon.alerts == []
+    _names, steps, values = (
+        ns.store.open(tmp_path).run("groups").layer_matrix("grad_norm", layers=["a", "b", "frozen", "out"])
+    )
+    assert list(steps) == list(range(12))
+    expected = np.array(want).T
+    assert np.isnan(expected[1, 1::2]).all()
+    assert np.isnan(expected[2, :6]).all()
+    np.testing.assert_allclose(values, expected, rtol=1e-5, equal_nan=True)
+    no_hooks(net, opt)
+
+
+@pytest.mark.parametrize("in_optimizer", [True, False])
+def test_a_frozen_layers_leftover_grad_is_not_its_gradient(in_optimizer: bool) -> None:
+    # zero_grad(set_to_none=False) leaves zeros in a frozen layer's .grad (then 'vanishing' fired on
+    # it), and a frozen layer outside the optimizer keeps its last gradient forever
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    params = net.parameters() if in_optimizer else [*net[2].parameters(), *net[4].parameters()]
+    opt = torch.optim.SGD(params, lr=1e-2, momentum=0.9)
+    with ns.watch(net, optimizer=opt, stats=1) as mon:
+        for step in range(16):
+            if step == 4:
+                net[0].requires_grad_(False)
+            F.mse_loss(net(torch.randn(8, 4)), torch.zeros(8, 2)).backward()
+            want = [grad_norm(net[i]) for i in (0, 2, 4)]
+            opt.step()
+            opt.zero_grad(set_to_none=False)
+            got = mon.last.values[[mon.layers.index(n) for n in ("0", "2", "4")], GRAD]
+            np.testing.assert_allclose(got, want, rtol=1e-5, equal_nan=True)
+            assert math.isnan(got[0]) == (step >= 4)
+        assert [a.rule for a in mon.alerts] == []
+    no_hooks(net, opt)
+
+
+def test_a_model_without_parameters_can_be_watched_with_step() -> None:
+    net = nn.Sequential(nn.ReLU(), nn.Tanh())
+    with ns.watch(net, stats=1) as mon:
+        for _ in range(3):
+            x = torch.randn(5, 3, requires_grad=True)
+            net(x).sum().backward()
+            mon.step()
+        v = mon.last.values
+        assert mon.step_count == 3
+        assert mon.layers == ["0", "1"]
+        assert np.isnan(v[:, GRAD]).all()
+        assert v[1, METRICS.index("act_mean")] == pytest.approx(
+            float(torch.tanh(torch.relu(x.detach())).mean()), rel=1e-5
+        )
+    no_hooks(net)
+
+
+def test_sparse_embedding_gradients_on_a_heavy_step() -> None:
+    net = nn.Sequential(nn.Embedding(20, 4, sparse=True), nn.Linear(4, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with ns.watch(net, optimizer=opt, heavy="always", hist_sample=None) as mon:
+        for _ in range(2):
+            net(torch.tensor([1, 1, 3])).sum().backward()
+            values = net[0].weight.grad.coalesce().values()
+            opt.step()
+            opt.zero_grad()
+        rec = mon.last
+    assert rec.values[mon.layers.index("0"), GRAD] == pytest.approx(float(values.double().norm()), rel=1e-5)
+    layers, counts = rec.hists["grad"]
+    assert counts[layers.index("0")].sum() == values.numel()  # the stored entries, not the dense tensor
+    no_hooks(net, opt)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_low_and_double_precision_parameters_get_float32_accurate_norms(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 4)).to(dtype)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with ns.watch(net, optimizer=opt, stats=2) as mon:
+        for step in range(2):  # a full step, then a gradient-norm-only one
+            net(torch.randn(16, 64, dtype=dtype)).float().square().mean().backward()
+            want = [grad_norm(net[i]) for i in (0, 2)]
+            weights = [
+                math.sqrt(sum(float(p.detach().double().square().sum()) for p in net[i].parameters()))
+                for i in (0, 2)
+            ]
+            opt.step()
+            opt.zero_grad()
+            rows = [mon.layers.index(n) for n in ("0", "2")]
+            np.testing.assert_allclose(mon.last.values[rows, GRAD], want, rtol=1e-5)
+            if step == 0:
+                np.testing.assert_allclose(
+                    mon.last.values[rows, METRICS.index("weight_norm")], weights, rtol=1e-5
+                )
+
+
+def test_an_exception_in_the_loop_leaves_no_hook_and_keeps_every_step(tmp_path: Path) -> None:
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def train(run: ns.store.Run) -> ns.Monitor:
+        with ns.watch(net, optimizer=opt, run=run) as mon:
+            for step in range(20):
+                if step == 13:
+                    raise RuntimeError("data loader broke")
+                F.mse_loss(net(torch.randn(3, 4)), torch.zeros(3, 2)).backward()
+                opt.step()
+                opt.zero_grad()
+        return mon
+
+    with ns.open_run(tmp_path, name="boom") as run, pytest.raises(RuntimeError, match="data loader broke"):
+        train(run)
+    no_hooks(net, opt)
+    _, steps, values = ns.store.open(tmp_path).run("boom").layer_matrix("grad_norm", layers=["0", "2"])
+    assert list(steps) == list(range(13))
+    assert np.isfinite(values).all()
+
+
+def test_close_twice_and_a_second_watch_on_the_same_model() -> None:
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with ns.watch(net, optimizer=opt) as first, ns.watch(net, optimizer=opt) as second:
+        F.mse_loss(net(torch.randn(3, 4)), torch.zeros(3, 2)).backward()
+        want = grad_norm(net[0])
+        opt.step()
+        assert first.last.values[0, GRAD] == second.last.values[0, GRAD] == pytest.approx(want, rel=1e-5)
+    first.close()
+    assert first.closed
+    no_hooks(net, opt)
+
+
+@pytest.mark.parametrize("raise_on", [None, "nan"])
+def test_an_inf_gradient_on_a_skipped_step_is_named_and_training_goes_on(
+    tmp_path: Path, raise_on: str | None
+) -> None:
+    # a GradScaler-style loop: collected by mon.step(); the update is skipped when a gradient is inf
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+    done = 0
+
+    def train(run: ns.store.Run) -> None:
+        nonlocal done
+        with ns.watch(net, run=run, raise_on=raise_on) as mon:
+            for step in range(12):
+                F.mse_loss(net(torch.randn(8, 4)), torch.zeros(8, 2)).backward()
+                if step == 7:
+                    net[2].weight.grad[0, 0] = float("inf")
+                mon.step()
+                if all(bool(torch.isfinite(p.grad).all()) for p in net.parameters()):
+                    opt.step()
+                opt.zero_grad()
+                done += 1
+
+    with ns.open_run(tmp_path, name="inf") as run:
+        if raise_on is None:
+            train(run)
+        else:
+            with pytest.raises(AlertError, match="rule 'nan' fired") as info:
+                train(run)
+            assert (info.value.alert.rule, info.value.alert.layer, info.value.alert.step) == ("nan", "2", 7)
+    no_hooks(net, opt)
+    r = ns.store.open(tmp_path).run("inf")
+    assert [(a.rule, a.layer, a.step) for a in r.alerts()] == [("nan", "2", 7)]
+    _, steps, values = r.layer_matrix("grad_norm", layers=["2"])
+    assert done == (7 if raise_on else 12)
+    assert list(steps) == list(range(8 if raise_on else 12))
+    assert np.isinf(values[0, 7])
+    assert np.isfinite(np.delete(values[0], 7)).all()
+
+
+def test_logged_scalars_keep_their_value_at_the_call(tmp_path: Path) -> None:
+    with ns.open_run(tmp_path, name="scalars") as run:
+        total = torch.zeros(())
+        w = torch.ones((), requires_grad=True)
+        for step in range(4):
+            total += 1.0  # a running sum, changed in place after it was logged
+            run.log({"total": total, "half": total * w / 2, "np": np.float32(step), "n": step}, step=step)
+        run.log({"nan": float("nan"), "inf": torch.tensor(float("inf")), "one": torch.ones(1, 1)}, step=4)
+    r = ns.store.open(tmp_path).run("scalars")
+    assert r.series("total")[1].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert r.series("half")[1].tolist() == [0.5, 1.0, 1.5, 2.0]
+    assert r.series("np")[1].tolist() == r.series("n")[1].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert math.isnan(r.series("nan")[1][0])
+    assert r.series("inf")[1].tolist() == [math.inf]
+    assert r.series("one")[1].tolist() == [1.0]
