@@ -254,3 +254,30 @@ def test_logged_scalars_keep_their_value_at_the_call(tmp_path: Path) -> None:
     assert math.isnan(r.series("nan")[1][0])
     assert r.series("inf")[1].tolist() == [math.inf]
     assert r.series("one")[1].tolist() == [1.0]
+
+
+def test_an_alert_found_while_closing_does_not_replace_the_loops_own_error(tmp_path: Path) -> None:
+    """The loop raises while a raise_on rule's step still waits in the host batch: the user sees their
+    own exception, the alert is still stored, and the run the monitor opened is marked failed."""
+    torch.manual_seed(0)
+    # inputs of 1e-9 leave the bias-free first layer with a weight gradient ~1e-7x the others
+    net = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = torch.randn(8, 4) * 1e-9, torch.randint(0, 2, (8,))
+    mon = ns.watch(net, optimizer=opt, run=tmp_path, raise_on="vanishing", stats=1000, heavy="never")
+
+    def train() -> None:
+        with mon:
+            for _ in range(4):
+                F.cross_entropy(net(x), y).backward()
+                opt.step()
+                opt.zero_grad()
+            raise ValueError("the loop's own error")
+
+    with pytest.raises(ValueError, match="the loop's own error"):
+        train()
+    assert [a.rule for a in mon.alerts] == ["vanishing"]
+    assert mon.alerts[0].layer == "0"
+    no_hooks(net, opt)
+    (info,) = ns.store.open(tmp_path).runs()
+    assert info.status == "failed"

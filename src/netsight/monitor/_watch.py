@@ -49,6 +49,7 @@ problem are kept.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -313,7 +314,13 @@ class Monitor:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        if exc is None:
+            self.close()
+            return
+        # the loop's own exception is the one to see: an alert found while closing is stored and
+        # logged already, and must not replace it
+        with contextlib.suppress(AlertError):
+            self._close("failed")
 
     def _remove_hooks(self) -> None:
         try:
@@ -330,6 +337,9 @@ class Monitor:
 
     def close(self) -> None:
         """Write what is pending, remove every hook; the model is left exactly as before."""
+        self._close(None)
+
+    def _close(self, status: str | None) -> None:
         if not self._open:
             return
         self._open = False
@@ -339,7 +349,7 @@ class Monitor:
             self._remove_hooks()
             self.params.release()
             if self._own_run and self.run is not None:
-                self.run.close()
+                self.run.close(status=status)
 
     @property
     def closed(self) -> bool:
