@@ -281,3 +281,27 @@ def test_an_alert_found_while_closing_does_not_replace_the_loops_own_error(tmp_p
     no_hooks(net, opt)
     (info,) = ns.store.open(tmp_path).runs()
     assert info.status == "failed"
+
+
+def test_run_log_without_step_keeps_the_loops_numbering_beside_the_monitor(tmp_path: Path) -> None:
+    """``run.log(values)`` numbers its own calls 0, 1, 2, ...: the monitor's layer rows, written in
+    delayed batches at explicit steps, must not shift them."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    losses = []
+    with ns.open_run(tmp_path, name="r") as run, ns.watch(net, optimizer=opt, run=run):
+        for _ in range(20):  # more than two of the monitor's 8-step host batches
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            run.log({"loss": loss})
+            losses.append(loss.item())
+    r = ns.store.open(tmp_path).run("r")
+    steps, values = r.series("loss")
+    assert list(steps) == list(range(20))
+    np.testing.assert_allclose(values, losses, rtol=1e-6)
+    _, layer_steps, _ = r.layer_matrix("grad_norm")
+    assert list(layer_steps) == list(range(20))  # the monitor's step k is the loop's iteration k

@@ -259,6 +259,7 @@ class Run:
                 _paths.lock_path(path).unlink(missing_ok=True)
             raise
         self._step = self._start_state
+        self._kind_step: dict[str, int] = {}  # the last step per writer method, for step=None
         self._name_cache: dict[str, tuple[str, ...]] = {}
         self._writer_cpu = 0.0
         self._wake = threading.Event()
@@ -363,9 +364,13 @@ class Run:
                 self._wake.set()  # half full: let the writer drain now rather than at the end of its wait
             return
 
-    def _take_step(self, step: object, argument: str = "step") -> int:
+    def _take_step(self, step: object, kind: str, argument: str = "step") -> int:
+        """``step``, checked; ``None``: one after the last step this writer method (``kind``) was
+        given. Per method, so that a monitor writing its layer rows in delayed batches does not move
+        the numbering of a user's ``run.log(values)`` calls."""
+        last = self._kind_step.get(kind, self._start_state)
         if step is None:
-            s = self._step + 1
+            s = last + 1
         elif isinstance(step, (int, np.integer)) and not isinstance(step, bool):
             s = int(step)
             if s < 0:
@@ -373,6 +378,7 @@ class Run:
         else:
             raise ArgumentError(f"{argument}: expected an int step or None, got {step!r}. Pass e.g. step=10.")
         self._step = max(self._step, s)
+        self._kind_step[kind] = max(last, s)
         return s
 
     def _names(self, names: object, argument: str) -> tuple[str, ...]:
@@ -389,7 +395,8 @@ class Run:
     def log(self, values: Mapping[str, object], step: int | None = None) -> None:
         """Log scalars. Values are numbers or one-element tensors (no ``.item()`` needed: tensors on an
         accelerator are copied there, then stacked and moved to the host together in the writer
-        thread; the value logged is the one at this call). ``step=None`` is the last + 1."""
+        thread; the value logged is the one at this call). ``step=None``: one after the last step
+        given to ``log``."""
         if not isinstance(values, Mapping):
             raise ArgumentError(
                 f"values: expected a dict of name -> number, got {type(values).__name__}. "
@@ -419,7 +426,7 @@ class Run:
                     f"values[{key!r}]: expected a number or a one-element tensor, got "
                     f"{type(value).__name__}. Pass e.g. {{'loss': loss}} or {{'acc': 0.9}}."
                 )
-        s = self._take_step(step)
+        s = self._take_step(step, "scalars")
         self._put(("scalars", s, keys, tensors, numbers))
 
     def log_layers(
@@ -443,7 +450,7 @@ class Run:
                 f"values: expected shape [len(layers), len(metrics)] = [{len(layers_t)}, {len(metrics_t)}], "
                 f"got {tuple(values.shape)}. Put one row per layer and one column per metric."
             )
-        s = self._take_step(step)
+        s = self._take_step(step, "layers")
         self._put(("layers", s, layers_t, metrics_t, values))
 
     def log_histograms(
@@ -472,7 +479,7 @@ class Run:
             )
         e = edges.detach() if isinstance(edges, torch.Tensor) else edges
         c = counts.detach() if isinstance(counts, torch.Tensor) else counts
-        s = self._take_step(step)
+        s = self._take_step(step, "hist")
         self._put(("hist", s, kind, layers_t, e, c))
 
     def log_image(  # noqa: PLR0917 - the contract's positional signature
@@ -512,7 +519,7 @@ class Run:
         else:
             raise ArgumentError(f"image: expected a uint8 tensor or PNG bytes, got {type(image).__name__}.")
         meta_json = _config_json(meta or {})
-        s = self._take_step(step)
+        s = self._take_step(step, "image")
         self._put(("image", s, key, image, layer, kind, meta_json))
 
     def log_explanation(
@@ -534,7 +541,7 @@ class Run:
             tensor = torch.from_numpy(np.ascontiguousarray(tensor).copy())
         if not isinstance(tensor, torch.Tensor):
             raise ArgumentError(f"tensor: expected a Tensor or ndarray, got {type(tensor).__name__}.")
-        s = self._take_step(step)
+        s = self._take_step(step, "tensor")
         self._put(("tensor", s, key, tensor.detach()))
 
     def log_alert(self, alert: Alert) -> None:

@@ -67,21 +67,25 @@ class TensorBoardSink:
         self.layer_metrics = None if layer_metrics is None else set(layer_metrics)
         self._writer = SummaryWriter(log_dir=self.logdir, flush_secs=flush_secs)
         self._step = -1
+        self._kind_step: dict[str, int] = {}  # per writer method, as in netsight.store.Run
         self._closed = False
 
     @property
     def step(self) -> int:
         return self._step
 
-    def _take(self, step: int | None) -> int:
+    def _take(self, step: int | None, kind: str) -> int:
+        """``step``, or one after the last step this writer method (``kind``) was given."""
         if self._closed:
             raise StoreError(f"logdir: the TensorBoard sink for {self.logdir!r} is closed.")
-        s = self._step + 1 if step is None else int(step)
+        last = self._kind_step.get(kind, -1)
+        s = last + 1 if step is None else int(step)
         self._step = max(self._step, s)
+        self._kind_step[kind] = max(last, s)
         return s
 
     def log(self, values: Mapping[str, object], step: int | None = None) -> None:
-        s = self._take(step)
+        s = self._take(step, "scalars")
         keys = list(values)
         host = [float(_host(values[k]).reshape(-1)[0]) for k in keys] if keys else []
         for k, v in zip(keys, host, strict=True):
@@ -90,7 +94,7 @@ class TensorBoardSink:
     def log_layers(
         self, step: int | None, layers: Sequence[str], metrics: Sequence[str], values: Any
     ) -> None:
-        s = self._take(step)
+        s = self._take(step, "layers")
         mat = _host(values).astype(np.float64)
         for j, metric in enumerate(metrics):
             if self.layer_metrics is not None and metric not in self.layer_metrics:
@@ -107,7 +111,7 @@ class TensorBoardSink:
         edges: Any,
         counts: Any,
     ) -> None:
-        s = self._take(step)
+        s = self._take(step, "hist")
         e = _host(edges).astype(np.float64)
         c = _host(counts).astype(np.float64)
         if e.ndim != 1 or c.shape != (len(layers), e.shape[0] + 1):
@@ -145,7 +149,7 @@ class TensorBoardSink:
         kind: str = "image",
         meta: Mapping[str, Any] | None = None,
     ) -> None:
-        s = self._take(step)
+        s = self._take(step, "image")
         if isinstance(image, (bytes, bytearray, memoryview)):
             import io
 
@@ -170,17 +174,17 @@ class TensorBoardSink:
 
     def log_tensor(self, step: int | None, key: str, tensor: Any) -> None:
         """TensorBoard has no place for raw tensors: nothing is written (the run store keeps them)."""
-        self._take(step)
+        self._take(step, "tensor")
 
     def log_alert(self, alert: Alert) -> None:
-        self._take(alert.step)
+        self._take(alert.step, "alert")
         self._writer.add_text(f"alerts/{alert.rule}", f"[{alert.severity}] {alert.message}", alert.step)
 
     def log_module_tree(self, nodes: Sequence[Mapping[str, Any]]) -> None:
         """TensorBoard's graph needs a traced model, not a tree: nothing is written."""
 
     def log_text(self, key: str, text: str, step: int | None = None) -> None:
-        self._writer.add_text(key, text, self._take(step))
+        self._writer.add_text(key, text, self._take(step, "text"))
 
     def set_config(self, config: Mapping[str, Any]) -> None:
         self._writer.add_text("config", json.dumps(dict(config), default=str, indent=1), max(self._step, 0))
