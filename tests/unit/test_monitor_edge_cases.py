@@ -305,3 +305,29 @@ def test_run_log_without_step_keeps_the_loops_numbering_beside_the_monitor(tmp_p
     np.testing.assert_allclose(values, losses, rtol=1e-6)
     _, layer_steps, _ = r.layer_matrix("grad_norm")
     assert list(layer_steps) == list(range(20))  # the monitor's step k is the loop's iteration k
+
+
+def test_two_optimizers_each_give_update_ratios_only_to_their_own_layers() -> None:
+    """A GAN-style loop with one monitor per optimizer on the whole model: a layer the other optimizer
+    updates has no update ratio in this monitor (NaN, not 0), and its own layers match a hand
+    computation of ||w_after - w_before|| / ||w_before||."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+    opt_a = torch.optim.SGD(net[0].parameters(), lr=0.1)
+    opt_b = torch.optim.SGD(net[2].parameters(), lr=0.1)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    ratio = METRICS.index("update_ratio")
+    with ns.watch(net, optimizer=opt_a, stats=1) as mon_a, ns.watch(net, optimizer=opt_b, stats=1) as mon_b:
+        F.cross_entropy(net(x), y).backward()
+        before = torch.cat([p.detach().flatten().clone() for p in net[0].parameters()])
+        opt_a.step()
+        after = torch.cat([p.detach().flatten() for p in net[0].parameters()])
+        opt_b.step()
+        rows_a = mon_a.last.values
+        rows_b = mon_b.last.values
+    i0, i2 = mon_a.layers.index("0"), mon_a.layers.index("2")
+    expected = float((after - before).double().norm() / before.double().norm())
+    assert rows_a[i0, ratio] == pytest.approx(expected, rel=1e-5)
+    assert math.isnan(rows_a[i2, ratio])
+    assert math.isnan(rows_b[mon_b.layers.index("0"), ratio])
+    assert rows_b[mon_b.layers.index("2"), ratio] > 0

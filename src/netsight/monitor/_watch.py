@@ -671,6 +671,8 @@ class Monitor:
         if meta["upd"]:
             upd, ref = v[off : off + npar], v[off + npar : off + 2 * npar]
             off += 2 * npar
+            if self.optimizer is not None:  # a parameter this optimizer does not update has no update
+                upd = np.where(self._updated_by(self.optimizer), upd, np.nan)  # ratio here (not 0)
             with np.errstate(all="ignore"):
                 values[self._p_rows, 4] = self.params.pool_norms(upd) / self.params.pool_norms(ref)
         has_grad = np.zeros(len(self.layers), dtype=bool)
@@ -715,6 +717,12 @@ class Monitor:
             hists[kind] = (list(names), v[off : off + rows * bins].reshape(rows, bins))
             off += rows * bins
         return self._view(StepRecord(step, values, hists), has_grad, fwd_origin, bwd_origin)
+
+    def _updated_by(self, optimizer: torch.optim.Optimizer) -> np.ndarray:
+        """``[P]`` bool: which watched parameters the optimizer's groups hold (read now: groups may be
+        added while training)."""
+        ids = {id(q) for group in optimizer.param_groups for q in group["params"]}
+        return np.array([id(q) in ids for q in self.params.params], dtype=bool)
 
     def _process_cheap(self, meta: dict[str, Any], v: np.ndarray) -> tuple[StepRecord, StepView]:
         """Pool the parameters' gradient norms by layer on the host (a handful of values)."""
