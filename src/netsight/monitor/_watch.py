@@ -896,7 +896,9 @@ def watch(
             ``None`` (statistics and alerts are kept on the monitor only: ``mon.last``, ``mon.alerts``).
         layers: modules whose outputs get activation statistics and δ (selector as in ``ns.capture``);
             default: parameterised leaves, activation functions and custom leaf modules (not pooling,
-            flatten, dropout). Parameter statistics cover every module owning parameters.
+            flatten, dropout). Parameter statistics cover every module owning parameters. Both are
+            resolved when ``watch`` is called: modules or parameters added later are not watched
+            (close the monitor and watch again).
         every: write every n-th step (default 1); the others wait in the ring buffer.
         stats: schedule of the full statistics (activations, δ, |g| mean and max, weight norm, update
             ratio): an int (every n steps, default 10), ``"always"``, ``"log"``, or ``step -> bool``.
