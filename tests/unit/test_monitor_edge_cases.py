@@ -331,3 +331,12 @@ def test_two_optimizers_each_give_update_ratios_only_to_their_own_layers() -> No
     assert math.isnan(rows_a[i2, ratio])
     assert math.isnan(rows_b[mon_b.layers.index("0"), ratio])
     assert rows_b[mon_b.layers.index("2"), ratio] > 0
+
+
+def test_run_log_takes_numpy_arrays_of_one_element_and_names_the_shape_of_others(tmp_path: Path) -> None:
+    with ns.open_run(tmp_path, name="np") as run:
+        run.log({"a": np.array(1.5), "b": np.array([[2.5]], dtype=np.float32), "c": np.int64(3)}, step=0)
+        with pytest.raises(ns.errors.ArgumentError, match=r"values\['d'\].*ndarray of shape \(2,\)"):
+            run.log({"d": np.ones(2)}, step=1)
+    r = ns.store.open(tmp_path).run("np")
+    assert [r.series(k)[1].tolist() for k in ("a", "b", "c")] == [[1.5], [2.5], [3.0]]

@@ -218,6 +218,11 @@ def _is_scalar_tensor(value: object) -> bool:
     return isinstance(value, torch.Tensor) and value.numel() == 1
 
 
+def _shape(value: object) -> str:
+    shape = getattr(value, "shape", None)
+    return f" of shape {tuple(shape)}" if shape is not None else ""
+
+
 class Run:
     """A run being written. Use as a context manager, or call :meth:`close`.
 
@@ -421,10 +426,12 @@ class Run:
                     tensors.append(value.detach().clone())
             elif isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
                 numbers.append((key, float(value)))
+            elif isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
+                numbers.append((key, float(value.reshape(-1)[0])))  # a 0-d or one-element array
             else:
                 raise ArgumentError(
-                    f"values[{key!r}]: expected a number or a one-element tensor, got "
-                    f"{type(value).__name__}. Pass e.g. {{'loss': loss}} or {{'acc': 0.9}}."
+                    f"values[{key!r}]: expected a number or a one-element tensor or array, got "
+                    f"{type(value).__name__}{_shape(value)}. Pass e.g. {{'loss': loss}} or {{'acc': 0.9}}."
                 )
         s = self._take_step(step, "scalars")
         self._put(("scalars", s, keys, tensors, numbers))
