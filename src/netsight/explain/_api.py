@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import torch
 from torch import nn
 
 from netsight.capture import preserved_state
@@ -46,6 +49,31 @@ def _check_options(method: str, fn: Any, options: dict[str, Any]) -> dict[str, A
     return options
 
 
+@contextmanager
+def _kept_buffers(model: nn.Module) -> Iterator[None]:
+    """Put back every buffer of a module in training mode as it was: a forward in training mode updates
+    BatchNorm's ``running_mean`` / ``running_var`` / ``num_batches_tracked`` (and spectral norm's power
+    iteration vectors). An explanation runs the model in the mode it was given, and leaves no trace of
+    its own forwards in the model's state. Modules in eval mode update nothing, and cost nothing here."""
+    # (module, name, buffer, a copy of its value); every one is copied back: the batch-norm kernels
+    # update the running statistics in place without bumping their version counters
+    saved = [
+        (m, name, b, b.clone())
+        for m in model.modules()
+        if m.training
+        for name, b in m._buffers.items()
+        if b is not None
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, name, b, value in saved:
+                b.copy_(value)
+                if m._buffers.get(name) is not b:
+                    m._buffers[name] = b
+
+
 def explain(
     model: nn.Module,
     inputs: Any,
@@ -63,14 +91,14 @@ def explain(
         ex.overlay(x)              # uint8 [B, H, W, 3]
 
     Args:
-        model: any ``nn.Module``; its mode (train/eval) is kept, and every flag, hook and patch is as
-            it was afterwards, also when the method raises.
+        model: any ``nn.Module``; its mode (train/eval) is kept, and every flag, hook, patch and buffer
+            (BatchNorm's running statistics) is as it was afterwards, also when the method raises.
         inputs: a batch ``[B, ...]`` on the model's device; the method runs on that device.
-        target: an int class, one class per sample (sequence or tensor ``[B]``), a callable
-            ``output -> tensor [B]``, or ``None`` for the predicted class.
+        target: an int class, one class per sample (sequence, tensor or numpy array ``[B]``), a
+            callable ``output -> tensor [B]``, or ``None`` for the predicted class.
         method: a name from :func:`list_methods` (a miss suggests the nearest names).
-        layer: for layer methods, a module path (default: found automatically, see
-            :func:`netsight.explain._common.default_layer`).
+        layer: for layer methods, a module path, or a glob, module or type that selects exactly one
+            module (default: found automatically, see :func:`netsight.explain._common.default_layer`).
         options: the method's options (``steps=``, ``baseline=``, ``max_batch=``...). ``progress=``
             (``None``: a bar once the work has run two seconds; ``True``; ``False``) is taken by every
             method (the quick ones ignore it).
@@ -81,5 +109,9 @@ def explain(
     if info.inputs == "image":
         check_inputs(inputs, floating=info.kind in ("gradient", "layer"))
     options = _check_options(info.name, info.fn, options)
-    with preserved_state(model), unwrap_once():
+    # gradients need autograd, which inference mode switches off for good (torch.enable_grad cannot undo
+    # it): explanations run outside it, and inputs made inside it (inference tensors) are copied out
+    with torch.inference_mode(False), preserved_state(model), _kept_buffers(model), unwrap_once():
+        if isinstance(inputs, torch.Tensor) and inputs.is_inference():
+            inputs = inputs.clone()
         return info.fn(model, inputs, target, layer=layer, **options)

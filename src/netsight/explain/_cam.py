@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from netsight.capture import resolve, unwrap
+from netsight.errors import ArgumentError
 
 from ._common import (
     TargetSpec,
@@ -36,15 +37,21 @@ from ._registry import register
 Weigh = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (A, G) -> map [N, 1, h, w]
 
 
-def pick_layer(model: nn.Module, x: torch.Tensor, layer: str | None) -> str:
-    """``layer`` checked against the model (a miss names the nearest paths), or the default layer."""
+def pick_layer(model: nn.Module, x: torch.Tensor, layer: Any) -> str:
+    """The path of the one module ``layer`` selects (a path, a glob, a module, a type; a miss names the
+    nearest paths, several matches are listed), or the default layer."""
     if layer is None:
         return default_layer(model, x)
-    if not isinstance(layer, str):
-        ((name, _),) = resolve(unwrap(model), layer, argument="layer")[:1]
-        return name
-    resolve(unwrap(model), layer, argument="layer")
-    return layer
+    found = resolve(unwrap(model), layer, argument="layer")
+    if len(found) > 1:
+        names = [n for n, _ in found]
+        shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+        what = layer.__name__ if isinstance(layer, type) else repr(layer)
+        raise ArgumentError(
+            f"layer: {what} selects {len(names)} modules ({shown}); a layer method explains one. Pass "
+            "the path of one of them."
+        )
+    return found[0][0]
 
 
 def run_cam(  # noqa: PLR0917 - internal helper, called positionally by each CAM file

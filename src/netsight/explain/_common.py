@@ -8,6 +8,7 @@ ViT's tokens into a map.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import weakref
 from collections import Counter
@@ -71,8 +72,9 @@ def check_inputs(inputs: Any, *, floating: bool = True) -> torch.Tensor:
         )
     if floating and not inputs.is_floating_point():
         raise ArgumentError(
-            f"inputs: this method differentiates with respect to the input, which needs a floating "
-            f"tensor; got dtype {inputs.dtype}. Pass x.float(), or use a perturbation method."
+            f"inputs: this method differentiates the score with respect to the input, or blends the input "
+            f"with masks, which needs a floating tensor; got dtype {inputs.dtype}. Pass x.float(), or use "
+            "occlusion, which takes integer inputs too."
         )
     return inputs
 
@@ -102,6 +104,25 @@ def logits(output: Any) -> torch.Tensor:
     return out
 
 
+def _plain_target(target: Any) -> Any:
+    """numpy classes as Python and torch ones: an integer scalar (``np.int64``, what ``labels[i]`` and
+    ``argmax`` give) as an int, an array as a tensor; anything else as it is."""
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        return int(target)
+    if not isinstance(target, (torch.Tensor, Sequence, numbers.Number)) and hasattr(target, "__array__"):
+        return torch.as_tensor(target)
+    return target
+
+
+def _is_classes(values: Sequence[Any]) -> bool:
+    return all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values)
+
+
+def _not_classes(target: torch.Tensor) -> bool:
+    """A tensor whose values are not class indices: floating, complex or bool."""
+    return target.is_floating_point() or target.is_complex() or target.dtype == torch.bool
+
+
 def resolve_target(output: Any, target: TargetSpec) -> Target:
     """Turn a ``target`` into per-sample classes ``[B]`` (or keep a callable), checking the range.
 
@@ -112,6 +133,7 @@ def resolve_target(output: Any, target: TargetSpec) -> Target:
         return target
     scores = logits(output)
     b, c = scores.shape
+    target = _plain_target(target)
     if target is None:
         return scores.detach().argmax(dim=1)
     if isinstance(target, bool):
@@ -120,7 +142,7 @@ def resolve_target(output: Any, target: TargetSpec) -> Target:
         t = torch.full((b,), target, dtype=torch.long, device=scores.device)
         shown: Any = target
     elif isinstance(target, torch.Tensor):
-        if target.is_floating_point() or target.is_complex():
+        if _not_classes(target):
             raise TargetError(
                 f"target: expected integer class indices, got a {target.dtype} tensor. Pass "
                 "target.long() (or the argmax of scores)."
@@ -130,9 +152,9 @@ def resolve_target(output: Any, target: TargetSpec) -> Target:
             t = t.expand(b)
         shown = target.tolist()
     elif isinstance(target, Sequence) and not isinstance(target, str):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in target):
+        if not _is_classes(target):
             raise TargetError(f"target: expected a sequence of class indices (ints), got {list(target)!r}.")
-        t = torch.tensor(list(target), dtype=torch.long, device=scores.device)
+        t = torch.tensor([int(v) for v in target], dtype=torch.long, device=scores.device)
         shown = list(target)
     else:
         raise TargetError(
@@ -170,6 +192,7 @@ def prepare_target(target: TargetSpec, batch: int, device: torch.device) -> Targ
     # (see resolve_chunk): a target tensor on a GPU is read once, here, before any pass is queued,
     # instead of once per check (each a wait for the device, one of them between forward and backward)
     host = torch.device("cpu")
+    target = _plain_target(target)
     if target is None:
         return torch.full((batch,), _PREDICTED, dtype=torch.long, device=host)
     if isinstance(target, bool):
@@ -179,7 +202,7 @@ def prepare_target(target: TargetSpec, batch: int, device: torch.device) -> Targ
             raise TargetError(f"target: class {target} is negative; valid classes start at 0.")
         return torch.full((batch,), target, dtype=torch.long, device=host)
     if isinstance(target, torch.Tensor):
-        if target.is_floating_point() or target.is_complex():
+        if _not_classes(target):
             raise TargetError(
                 f"target: expected integer class indices, got a {target.dtype} tensor. Pass target.long()."
             )
@@ -188,9 +211,9 @@ def prepare_target(target: TargetSpec, batch: int, device: torch.device) -> Targ
             t = t.expand(batch).clone()
         shown: Any = t  # listed only in the error below
     elif isinstance(target, Sequence) and not isinstance(target, str):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in target):
+        if not _is_classes(target):
             raise TargetError(f"target: expected a sequence of class indices (ints), got {list(target)!r}.")
-        t = torch.tensor(list(target), dtype=torch.long, device=host)
+        t = torch.tensor([int(v) for v in target], dtype=torch.long, device=host)
         shown = list(target)
     else:
         raise TargetError(
