@@ -52,9 +52,9 @@ class Source:
 
 
 # -- finding ----------------------------------------------------------------------------------------
-def _hf_targets(model: nn.Module) -> list[tuple[type, int, str | None]]:
-    """The (class, output index, name suffix) of attention modules a HF model records."""
-    out: list[tuple[type, int, str | None]] = []
+def _hf_targets(model: nn.Module) -> list[tuple[type | None, int, str | None, str | None]]:
+    """The (class, output index, layer name, class-name suffix) of attention modules a HF model records."""
+    out: list[tuple[type | None, int, str | None, str | None]] = []
     for m in model.modules():
         spec = getattr(type(m), "_can_record_outputs", None)
         if not isinstance(spec, dict):
@@ -67,13 +67,32 @@ def _hf_targets(model: nn.Module) -> list[tuple[type, int, str | None]]:
                 entries = [entries]
             for e in entries:
                 if isinstance(e, type):
-                    out.append((e, 1, None))
-                elif isinstance(getattr(e, "target_class", None), type):
+                    out.append((e, 1, None, None))
+                elif isinstance(e, str):
+                    out.append((None, 1, None, e))
+                else:
+                    cls = getattr(e, "target_class", None)
+                    suffix = getattr(e, "class_name", None)
+                    if not isinstance(cls, type) and not isinstance(suffix, str):
+                        continue
                     idx = getattr(e, "index", 1)
                     out.append(
-                        (e.target_class, 1 if idx is None else int(idx), getattr(e, "layer_name", None))
+                        (
+                            cls if isinstance(cls, type) else None,
+                            1 if idx is None else int(idx),
+                            getattr(e, "layer_name", None),
+                            suffix if isinstance(suffix, str) else None,
+                        )
                     )
     return out
+
+
+def _hf_match(m: nn.Module, name: str, cls: type | None, layer_name: str | None, suffix: str | None) -> bool:
+    """Hugging Face's own rule (``transformers.utils.output_capturing``): the class (or a name suffix)
+    matches, and ``layer_name``, when given, is a dotted segment of the module's path."""
+    if not ((cls is not None and isinstance(m, cls)) or (suffix is not None and name.endswith(suffix))):
+        return False
+    return layer_name is None or f".{layer_name.strip('.')}." in f".{name}."
 
 
 def _is_timm_attention(m: nn.Module) -> bool:
@@ -92,16 +111,9 @@ def find_sources(model: nn.Module) -> list[Source]:
         if isinstance(m, nn.MultiheadAttention):
             found.append(Source(name, m, "mha"))
             continue
-        hit = next(
-            (
-                (cls, idx)
-                for cls, idx, suffix in hf
-                if isinstance(m, cls) and (suffix is None or name.endswith(suffix))
-            ),
-            None,
-        )
-        if hit is not None:
-            found.append(Source(name, m, "hf", hit[1]))
+        idx = next((i for cls, i, layer, suffix in hf if _hf_match(m, name, cls, layer, suffix)), None)
+        if idx is not None:
+            found.append(Source(name, m, "hf", idx))
         elif _is_timm_attention(m):
             found.append(Source(name, m, "timm"))
     return found
@@ -109,14 +121,20 @@ def find_sources(model: nn.Module) -> list[Source]:
 
 # -- model-wide patches -------------------------------------------------------------------------------
 def prepare(hooks: Hooks, model: nn.Module, sources: list[Source]) -> None:
-    """Patches that make the chosen sources form their weights: eager HF attention, no nested tensors."""
+    """Patches that make the chosen sources form their weights: eager HF attention, no nested tensors.
+
+    Every config on the path from the root to a chosen HF module, and inside it, is switched: models
+    such as T5 hand each stack a deep copy of the config, so the root's alone is not enough.
+    """
+    hf = [s.name for s in sources if s.kind == "hf"]
     configs: dict[int, Any] = {}
-    for s in sources:
-        if s.kind == "hf":
-            for m in (model, s.module):
-                cfg = getattr(m, "config", None)
-                if cfg is not None:
-                    configs[id(cfg)] = cfg
+    for name, m in model.named_modules() if hf else ():
+        on_path = any(
+            not name or n == name or n.startswith(name + ".") or name.startswith(n + ".") for n in hf
+        )
+        cfg = getattr(m, "config", None)
+        if on_path and cfg is not None and hasattr(cfg, "_attn_implementation"):
+            configs[id(cfg)] = cfg
     for cfg in configs.values():
         for sub in [cfg, *[getattr(cfg, k, None) for k in getattr(cfg, "sub_configs", {}) or {}]]:
             if sub is None:

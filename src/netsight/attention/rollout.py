@@ -34,6 +34,16 @@ def _head_mean(a: torch.Tensor) -> torch.Tensor:
     raise ArgumentError(f"maps: expected [B, H, T, T] or [B, T, T] attention, got shape {tuple(a.shape)}.")
 
 
+def _same_tokens(shape: torch.Size, first: torch.Size, layer: int) -> None:
+    """Layers are chained token by token: every map must have the first one's batch and length."""
+    if shape[0] != first[0] or shape[-1] != first[-1]:
+        raise ArgumentError(
+            f"maps: layer {layer} has {shape[-1]} tokens (batch {shape[0]}), but the layers before it have "
+            f"{first[-1]} (batch {first[0]}); rollout, flow and grad_attention chain the layers of one "
+            "token sequence. For an encoder-decoder model select one stack, e.g. layers='encoder.*'."
+        )
+
+
 def residual_attention(a: torch.Tensor, residual: float = 0.5) -> torch.Tensor:
     """``Â = (1 - residual)·A + residual·I``, rows renormalised to sum to 1; ``A`` is ``[B, T, T]``."""
     if not 0.0 <= residual <= 1.0:
@@ -62,6 +72,7 @@ class Rollout:
         if self._r is None:
             self._r = hat
         else:
+            _same_tokens(hat.shape, self._r.shape, self.layers)
             self._r = torch.bmm(hat, self._r)
             del hat
         self.layers += 1
@@ -91,9 +102,16 @@ def grad_rollout(maps: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) ->
     first = maps[0]
     b, t = first.shape[0], first.shape[-1]
     r = torch.eye(t, dtype=torch.float32, device=first.device).expand(b, t, t).clone()
-    for a, g in zip(maps, grads):
+    for i, (a, g) in enumerate(zip(maps, grads)):
         if a.shape != g.shape:
             raise ArgumentError(f"grads: gradient shape {tuple(g.shape)} differs from map {tuple(a.shape)}.")
+        if a.shape[-2] != a.shape[-1]:
+            raise ArgumentError(
+                f"maps: gradient-weighted rollout needs square self-attention maps [.., T, T], got "
+                f"{tuple(a.shape)} at layer {i} (cross-attention?). Select self-attention layers with "
+                "layers=..."
+            )
+        _same_tokens(a.shape, first.shape, i)
         cam = _head_mean((g.float() * a.float()).clamp_min(0))
         r = r + torch.bmm(cam, r)
     return r
@@ -117,6 +135,8 @@ def attention_flow(
 
     if not maps:
         raise ArgumentError("maps: no attention layer to compute a flow over.")
+    for i, a in enumerate(maps):
+        _same_tokens(a.shape, maps[0].shape, i)
     hats = [residual_attention(_head_mean(a).double(), residual) for a in maps]
     b, t = hats[0].shape[0], hats[0].shape[-1]
     chosen = list(range(t)) if rows is None else [r % t for r in rows]
