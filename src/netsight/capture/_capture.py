@@ -12,7 +12,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from ..errors import ArgumentError, CaptureBudgetWarning, CaptureError
+from ..errors import ArgumentError, CaptureBudgetWarning, CaptureError, UnknownNameError, closest
 from ._hooks import Hooks
 from ._selectors import Layers, resolve, strip_prefix, unwrap
 from ._structure import Rebuild, flatten, primary
@@ -23,6 +23,10 @@ from .reducers import Reducer, get_reducer
 ReduceSpec = Union[  # noqa: UP007
     str, Reducer, Callable[[torch.Tensor], Any], Sequence[Any], Mapping[str, Any], None
 ]
+
+
+# the backward pass running on this thread, -1 outside one (what torch.utils.checkpoint itself reads)
+_graph_task: Callable[[], int] = getattr(torch._C, "_current_graph_task_id", lambda: -1)
 
 
 @dataclass
@@ -222,6 +226,10 @@ class Capture:
         return self._reducers or self._fallback
 
     def _on_forward(self, name: str, module: nn.Module, inputs: Any, output: Any) -> None:
+        if _graph_task() != -1:
+            # a forward run by autograd during backward (torch.utils.checkpoint recomputing its
+            # segment) is not a call of the model; the gradient reaches the original call's output
+            return
         leaves, rebuild = flatten(output)
         p = primary(leaves)
         calls = self._calls.setdefault(name, [])
@@ -250,8 +258,9 @@ class Capture:
             if not torch.is_grad_enabled():
                 raise CaptureError(
                     f"grads=True, but {name!r} ran with gradients disabled (torch.no_grad() or "
-                    "torch.inference_mode() inside the capture block). Run the forward with gradients "
-                    "enabled, or capture with grads=False."
+                    "torch.inference_mode() inside the capture block, or torch.utils.checkpoint with "
+                    "use_reentrant=True around it). Run the forward with gradients enabled (checkpoint "
+                    "with use_reentrant=False), or capture with grads=False."
                 )
             for i, t in enumerate(leaves):
                 if t is not None and t.requires_grad and (t.is_floating_point() or t.is_complex()):
@@ -261,13 +270,14 @@ class Capture:
     def _on_grad(self, call: _Call, i: int, grad: torch.Tensor) -> None:
         if self._closed:
             return
-        if self.keep_full and self._fits([grad], f"{call.name!r} (backward)"):
-            old = call.grads[i]
-            kept = self._keep(grad)
+        if self.keep_full:
+            old, call.grads[i] = call.grads[i], None  # an earlier pass's gradient is never kept as this one's
             if old is not None:
                 self._held -= self._bytes([old])
-            call.grads[i] = kept
-            self._held += self._bytes([kept])
+            if self._fits([grad], f"{call.name!r} (backward)"):
+                kept = self._keep(grad)
+                call.grads[i] = kept
+                self._held += self._bytes([kept])
         reds = self._active_reducers()
         if i == call.primary and reds:
             with torch.no_grad():
@@ -307,8 +317,6 @@ class Capture:
                     f"{name!r} was selected but did not run during the block; run the forward pass "
                     "inside the `with ns.capture(...)` block."
                 )
-            from ..errors import closest
-
             near = closest(str(key), self.names)
             hint = f" Captured nearest: {', '.join(near)}." if near else ""
             raise KeyError(f"{name!r} is not in this capture.{hint} See cap.names.")
@@ -329,17 +337,42 @@ class Capture:
         """One reducer's results for every call of every module, stacked: ``(labels, tensor[N, ...])``.
 
         Labels are the module paths, with ``[i]`` appended for the second and later calls. The tensor
-        stays on the device, so one transfer brings every layer's summary to the host.
+        stays on the device, so one transfer brings every layer's summary to the host. A name that is
+        not one of the capture's reductions raises :class:`UnknownNameError`; a reducer whose results
+        are not same-shaped tensors (``"topk"``, ``"downsample"`` over layers of different widths)
+        raises :class:`ArgumentError`.
         """
         labels: list[str] = []
         rows: list[torch.Tensor] = []
+        known = {r.name for r in self._active_reducers()}
         for name in self._order:
             for c in self._calls[name]:
                 src = c.grad_reduced if grad else c.reduced
-                val = src.get(reducer)
-                if isinstance(val, torch.Tensor):
-                    labels.append(name if c.index == 0 else f"{name}[{c.index}]")
-                    rows.append(val)
+                known.update(src)
+                if reducer not in src:
+                    continue
+                val = src[reducer]
+                label = name if c.index == 0 else f"{name}[{c.index}]"
+                if not isinstance(val, torch.Tensor):
+                    raise ArgumentError(
+                        f"reducer: {reducer!r} gave a {type(val).__name__} for {label!r}, not a tensor, so "
+                        "it cannot be stacked. Read it per layer from cap[name].reduced instead."
+                    )
+                if rows and val.shape != rows[0].shape:
+                    raise ArgumentError(
+                        f"reducer: {reducer!r} gave shape {tuple(rows[0].shape)} for {labels[0]!r} but "
+                        f"{tuple(val.shape)} for {label!r}, so they cannot be stacked. Read them per layer "
+                        "from cap[name].reduced, or stack a fixed-size reducer such as 'stats'."
+                    )
+                labels.append(label)
+                rows.append(val)
+        if reducer not in known:
+            near = closest(reducer, sorted(known))
+            hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+            raise UnknownNameError(
+                f"reducer: this capture has no reduction named {reducer!r}.{hint} Its reductions: "
+                f"{', '.join(sorted(known)) or 'none'}; pass reduce={reducer!r} to ns.capture to get it."
+            )
         if not rows:
             return [], torch.zeros((0,))
         dev = rows[0].device
@@ -381,7 +414,8 @@ def capture(
 
     Args:
         model: any ``nn.Module``; DataParallel/DDP wrappers are looked through (paths have no
-            ``module.`` prefix). A ``torch.compile``d model is refused with an explanation.
+            ``module.`` prefix). A ``torch.compile``d model, or a selected TorchScript module, is
+            refused with an explanation.
         layers: a module path, a segment-wise glob (``"blocks.*.attn"``, ``"**.conv1"``), a module
             type (``nn.Conv2d``), a module, a predicate ``(name, module) -> bool``, or a list of them.
             ``None``: every leaf module.

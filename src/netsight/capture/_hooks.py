@@ -75,6 +75,17 @@ class Hooks:
                 "`with Hooks(model) as h: h.forward(...)`."
             )
 
+    def _hookable(self, module: nn.Module) -> nn.Module:
+        if isinstance(module, torch.jit.ScriptModule):  # torch raises a bare RuntimeError for these
+            name = next((n for n, m in self.model.named_modules() if m is module), None)
+            where = f"the module {name!r}" if name else f"this {type(module).__name__}"
+            raise CaptureError(
+                f"{where} is a TorchScript module (torch.jit.script/trace), and PyTorch cannot hook "
+                "TorchScript modules or anything inside them. Select modules outside it, or capture the "
+                "original module and script it afterwards."
+            )
+        return module
+
     # -- registrations ---------------------------------------------------------------------------
     def add(self, handle: Removable) -> Removable:
         """Keep any removable handle (a tensor hook, a foreign handle) with the others."""
@@ -88,7 +99,9 @@ class Hooks:
         With ``with_kwargs``: ``fn(module, args, kwargs, output)``.
         """
         self._check()
-        return self._handles.add(module.register_forward_hook(fn, with_kwargs=with_kwargs, prepend=prepend))
+        return self._handles.add(
+            self._hookable(module).register_forward_hook(fn, with_kwargs=with_kwargs, prepend=prepend)
+        )
 
     def forward_pre(
         self, module: nn.Module, fn: Callable[..., Any], *, with_kwargs: bool = False, prepend: bool = False
@@ -96,13 +109,13 @@ class Hooks:
         """A forward pre-hook ``fn(module, inputs)``."""
         self._check()
         return self._handles.add(
-            module.register_forward_pre_hook(fn, with_kwargs=with_kwargs, prepend=prepend)
+            self._hookable(module).register_forward_pre_hook(fn, with_kwargs=with_kwargs, prepend=prepend)
         )
 
     def backward(self, module: nn.Module, fn: Callable[..., Any]) -> Removable:
         """A full backward hook ``fn(module, grad_input, grad_output)``."""
         self._check()
-        return self._handles.add(module.register_full_backward_hook(fn))
+        return self._handles.add(self._hookable(module).register_full_backward_hook(fn))
 
     def tensor(self, t: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor | None]) -> Removable:
         """A gradient hook on tensor ``t``; removed with the rest."""

@@ -142,17 +142,15 @@ def resolve(
     """The ``(path, module)`` pairs that ``layers`` selects, in ``named_modules()`` order.
 
     ``None`` selects every leaf module (one with no children). Each selector must match at least one
-    module; a miss raises :class:`SelectorError` naming the nearest paths.
+    module; a miss raises :class:`SelectorError` naming the nearest paths. A path that names a shared
+    module by a second name (``model.b = model.a``), which ``named_modules()`` lists once, is kept under
+    the name given, after the others. A name holding glob characters (``ModuleDict({"x[1]": ...})``)
+    matches itself before it is read as a glob.
     """
-    if isinstance(layers, str) and layers and not is_glob(layers):
-        key = strip_prefix(layers)
-        try:  # an exact path: no need to list every module
-            found = model.get_submodule(key)
-        except AttributeError:
-            pass
-        else:
-            if key and found is not model:
-                return [(key, found)]
+    if isinstance(layers, str) and layers:
+        exact = _alias(model, strip_prefix(layers))  # an exact path: no need to list every module
+        if exact is not None:
+            return [exact]
     named = [(n, m) for n, m in model.named_modules() if n]
     if not named:
         named = [("", model)]
@@ -173,8 +171,14 @@ def resolve(
         )
     names = [n for n, _ in named]
     chosen: set[str] = set()
+    aliases: list[tuple[str, nn.Module]] = []
     for sel in selectors:
         hits = _match(named, sel, argument)
+        if not hits and isinstance(sel, str):
+            alias = _alias(model, strip_prefix(sel))
+            if alias is not None:  # a second name of a shared module: kept under the name asked for
+                aliases.append(alias)
+                continue
         if not hits:
             if isinstance(sel, str):
                 key = strip_prefix(sel)
@@ -185,22 +189,42 @@ def resolve(
                     f"{argument}: the {kind} {sel!r} matches no module of {type(model).__name__}.{hint} "
                     "See the paths with `[n for n, _ in model.named_modules()]`."
                 )
+            if isinstance(sel, nn.Module):  # its repr can be the whole network: name it by type
+                what = (
+                    "is the model itself; select its submodules (the model's output is what model(x) returns)"
+                    if sel is model
+                    else f"is a {type(sel).__name__} that is not a submodule of {type(model).__name__}; "
+                    "pass one of the model's own modules or its path"
+                )
+                raise SelectorError(f"{argument}: the module given {what}.")
             types = sorted({type(m).__name__ for _, m in named})
             raise SelectorError(
                 f"{argument}: {_describe(sel)} matches no module of {type(model).__name__}. "
                 f"Module types present: {', '.join(types[:12])}{' ...' if len(types) > 12 else ''}."
             )
         chosen.update(hits)
-    return [(n, m) for n, m in named if n in chosen]
+    return [(n, m) for n, m in named if n in chosen] + aliases
+
+
+def _alias(model: nn.Module, key: str) -> tuple[str, nn.Module] | None:
+    """``(key, module)`` when ``key`` reaches a submodule that ``named_modules()`` lists by another path."""
+    if not key:
+        return None
+    try:
+        found = model.get_submodule(key)
+    except AttributeError:
+        return None
+    return (key, found) if found is not model else None
 
 
 def _match(named: list[tuple[str, nn.Module]], sel: Selector, argument: str) -> list[str]:
     if isinstance(sel, str):
         key = strip_prefix(sel)
-        if is_glob(key):
-            rx = _glob_regex(key)
-            return [n for n, _ in named if rx.match(n)]
-        return [n for n, _ in named if n == key]
+        exact = [n for n, _ in named if n == key]
+        if exact or not is_glob(key):  # a name may hold glob characters itself (ModuleDict({"x[1]": ...}))
+            return exact
+        rx = _glob_regex(key)
+        return [n for n, _ in named if rx.match(n)]
     if isinstance(sel, type):
         if not issubclass(sel, nn.Module):
             raise ArgumentError(

@@ -1,7 +1,9 @@
-"""Flatten a module's output (tensor, tuple, list, dict, namedtuple, ModelOutput) and rebuild it."""
+"""Flatten a module's output (tensors in tuples, lists, dicts, dataclasses, ModelOutput) and rebuild it."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,6 +37,17 @@ def flatten(obj: Any) -> tuple[list[torch.Tensor | None], Rebuild]:
                     return dict(items)
 
             return rebuild_map
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            names = [f.name for f in dataclasses.fields(o) if hasattr(o, f.name)]
+            fsubs = [walk(getattr(o, n)) for n in names]
+
+            def rebuild_dataclass(new: list[Any]) -> Any:
+                out = copy.copy(o)  # not the constructor: fields with init=False, frozen classes
+                for n, s in zip(names, fsubs):
+                    object.__setattr__(out, n, s(new))
+                return out
+
+            return rebuild_dataclass
         if isinstance(o, (tuple, list)):
             subs = [walk(v) for v in o]
             cls = type(o)

@@ -281,7 +281,7 @@ class Histogram:
         n = v.numel()
         scale = 1.0
         if self.sample is not None and n > self.sample:
-            step = n // self.sample
+            step = -(-n // self.sample)  # ceil: at most `sample` elements
             v = v[::step]
             scale = n / v.numel()
         edges = self.edges.to(device=v.device, dtype=torch.float32)
@@ -331,7 +331,7 @@ class Downsample:
             return F.adaptive_avg_pool1d(x.float(), size)
         if x.dim() == 5:
             return F.adaptive_avg_pool3d(x.float(), self.size)  # type: ignore[arg-type]
-        return x
+        return x.clone()  # not a view: an in-place op after the module must not change the summary
 
 
 _REGISTRY: dict[str, Callable[[], Any]] = {
