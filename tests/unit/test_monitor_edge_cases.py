@@ -340,3 +340,34 @@ def test_run_log_takes_numpy_arrays_of_one_element_and_names_the_shape_of_others
             run.log({"d": np.ones(2)}, step=1)
     r = ns.store.open(tmp_path).run("np")
     assert [r.series(k)[1].tolist() for k in ("a", "b", "c")] == [[1.5], [2.5], [3.0]]
+
+
+def test_a_checkpointed_segment_is_counted_once() -> None:
+    """torch.utils.checkpoint re-runs its segment's forward during backward: the activation statistics
+    must count each sample once, as without checkpointing (act_std's n - 1 showed the double count)."""
+
+    class Net(nn.Module):
+        def __init__(self, checkpointed: bool) -> None:
+            super().__init__()
+            self.checkpointed = checkpointed
+            self.block = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh())
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.checkpointed:
+                h = torch.utils.checkpoint.checkpoint(self.block, x, use_reentrant=False)
+            else:
+                h = self.block(x)
+            return self.head(h)
+
+    values = {}
+    for checkpointed in (False, True):
+        torch.manual_seed(0)
+        net = Net(checkpointed)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        x, y = torch.randn(5, 6), torch.randint(0, 3, (5,))
+        with ns.watch(net, optimizer=opt, stats=1) as mon:
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+        values[checkpointed] = mon.last.values
+    np.testing.assert_allclose(values[True], values[False], rtol=1e-5, equal_nan=True)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ArgumentError, CaptureBudgetWarning, CaptureError, UnknownNameError, closest
-from ._hooks import Hooks
+from ._hooks import Hooks, in_backward
 from ._selectors import Layers, resolve, strip_prefix, unwrap
 from ._structure import Rebuild, flatten, primary
 from .records import Record
@@ -23,10 +23,6 @@ from .reducers import Reducer, get_reducer
 ReduceSpec = Union[  # noqa: UP007
     str, Reducer, Callable[[torch.Tensor], Any], Sequence[Any], Mapping[str, Any], None
 ]
-
-
-# the backward pass running on this thread, -1 outside one (what torch.utils.checkpoint itself reads)
-_graph_task: Callable[[], int] = getattr(torch._C, "_current_graph_task_id", lambda: -1)
 
 
 @dataclass
@@ -226,7 +222,7 @@ class Capture:
         return self._reducers or self._fallback
 
     def _on_forward(self, name: str, module: nn.Module, inputs: Any, output: Any) -> None:
-        if _graph_task() != -1:
+        if in_backward():
             # a forward run by autograd during backward (torch.utils.checkpoint recomputing its
             # segment) is not a call of the model; the gradient reaches the original call's output
             return

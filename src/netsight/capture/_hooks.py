@@ -23,6 +23,16 @@ from ._state import ModelState
 _MISSING = object()
 
 
+_graph_task: Callable[[], int] = getattr(torch._C, "_current_graph_task_id", lambda: -1)
+
+
+def in_backward() -> bool:
+    """Whether a backward pass is running on this thread: a forward hook that fires then belongs to a
+    forward that autograd re-runs (``torch.utils.checkpoint`` recomputing its segment, the check
+    ``torch.utils.checkpoint`` itself makes), not to a call of the model."""
+    return _graph_task() != -1
+
+
 class Hooks:
     """Register hooks and reversible edits on ``model``; all undone on exit or on ``remove()``."""
 

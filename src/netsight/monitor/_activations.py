@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..capture import HandleList, Hooks
+from ..capture._hooks import in_backward
 from ._histograms import LogBins, sample_view
 
 # module type name -> (low, high) bound of its output; hardtanh-like ones read their own bounds
@@ -292,7 +293,7 @@ class ActivationTap:
 
     # -- hooks ----------------------------------------------------------------------------------
     def _on_forward(self, i: int, module: nn.Module, inputs: Any, output: Any) -> None:
-        if not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() or in_backward():  # (a checkpointed segment's recomputation)
             return
         x = primary_output(output)
         if x is None:
