@@ -24,7 +24,7 @@ from netsight.errors import ArgumentError
 
 from ._common import TargetSpec, check_inputs, no_layer, resolved, session
 from ._explanation import Explanation
-from ._features import fill_values, masked_forwards, reference_scores, rows_per_chunk
+from ._features import fill_values, masked_forwards, reference_scores, rows_limit, rows_per_chunk
 from ._registry import register
 
 
@@ -157,7 +157,15 @@ def occlusion(
             return torch.where(mask, base[sample], x[sample]), sample
 
         occluded = masked_forwards(
-            model, build, n_windows * b, t, chunk=chunk, device=x.device, progress=progress, desc="occlusion"
+            model,
+            build,
+            n_windows * b,
+            t,
+            chunk=chunk,
+            device=x.device,
+            progress=progress,
+            desc="occlusion",
+            grow_to=rows_limit(model, x, max_batch),
         ).view(n_windows, b)
     drops = ref[None, :] - occluded  # [W, B]
     total = torch.zeros(b, x[0].numel(), dtype=torch.float32, device=x.device)

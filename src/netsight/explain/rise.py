@@ -30,7 +30,7 @@ from netsight.errors import ArgumentError
 from ._baselines import gaussian_blur
 from ._common import TargetSpec, check_inputs, no_layer, resolved, session
 from ._explanation import Explanation
-from ._features import masked_forwards, reference_scores, rows_per_chunk
+from ._features import masked_forwards, reference_scores, rows_limit, rows_per_chunk
 from ._registry import register
 
 __all__ = ["DeletionInsertion", "deletion_insertion", "rise", "rise_masks"]
@@ -150,6 +150,7 @@ def rise(
             probability=probability,
             progress=progress,
             desc="rise",
+            grow_to=rows_limit(model, x, max_batch),
         ).view(n_masks, b)
     sal = torch.zeros(b, h * w, dtype=torch.float32, device=x.device)
     step = max(1, chunk)
@@ -272,6 +273,7 @@ def deletion_insertion(
                     probability=probability,
                     progress=progress,
                     desc=name,
+                    grow_to=rows_limit(model, x, max_batch),
                 )
                 .view(steps + 1, b)
                 .T
