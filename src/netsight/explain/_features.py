@@ -393,7 +393,8 @@ class _ChunkSearch:
     size, the fastest counting, since a busy machine only ever adds time; a size 30 % slower at its
     first forward is dropped at once), then keep the best. A larger size is tried only while at least
     8 chunks of it remain, so the search's own slower forwards are a small part of the work, and a
-    short loop runs as before. Chunking never changes a score (each item's forward is its own)."""
+    short loop runs as before. A model in eval mode scores each item on its own, so the chunk changes
+    no score beyond float rounding (the tests compare it with a fixed chunk)."""
 
     GAIN = 0.9  # a larger chunk must take at most this fraction of the best time per item
     DROP = 1.3  # ... and is dropped after one forward that is this much slower
