@@ -120,14 +120,16 @@ def grad_rollout(maps: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) ->
 def attention_flow(
     maps: Sequence[torch.Tensor],
     residual: float = 0.5,
-    rows: Sequence[int] | None = None,
+    rows: Sequence[int] | torch.Tensor | None = None,
     *,
     progress: bool | None = None,
 ) -> torch.Tensor:
     """Attention flow: ``[B, len(rows), T]`` maximum flows from output tokens ``rows`` to every input token.
 
-    ``rows=None`` computes every output token (``T`` rows). The max-flow runs on the CPU in float64: the
-    graph has ``(L + 1)·T`` nodes and ``L·T²`` edges, so keep it to short inputs (a few dozen tokens).
+    ``rows=None`` computes every output token (``T`` rows); a ``[B, k]`` integer tensor gives each sample
+    its own ``k`` rows (e.g. the last real token of each sample of a padded batch). The max-flow runs on
+    the CPU in float64: the graph has ``(L + 1)·T`` nodes and ``L·T²`` edges, so keep it to short inputs
+    (a few dozen tokens).
     ``progress``: a tqdm bar over the max-flow problems (``None``: once they have run for two seconds,
     on a terminal; ``True``: at once; ``False``: never).
     """
@@ -139,13 +141,14 @@ def attention_flow(
         _same_tokens(a.shape, maps[0].shape, i)
     hats = [residual_attention(_head_mean(a).double(), residual) for a in maps]
     b, t = hats[0].shape[0], hats[0].shape[-1]
-    chosen = list(range(t)) if rows is None else [r % t for r in rows]
-    out = torch.zeros(b, len(chosen), t, dtype=torch.float64)
-    bar = progress_bar(b * len(chosen) * t, "attention flow", progress, unit="flow")
+    chosen = _flow_rows(rows, b, t)
+    k = len(chosen[0])
+    out = torch.zeros(b, k, t, dtype=torch.float64)
+    bar = progress_bar(b * k * t, "attention flow", progress, unit="flow")
     try:
         for s in range(b):
             caps = [h[s].cpu() for h in hats]
-            for i, row in enumerate(chosen):
+            for i, row in enumerate(chosen[s]):
                 for j in range(t):
                     out[s, i, j] = max_flow_layered(caps, row, j)
                     if bar is not None:
@@ -154,3 +157,17 @@ def attention_flow(
         if bar is not None:
             bar.close()
     return out.to(device=maps[0].device, dtype=torch.float32)
+
+
+def _flow_rows(rows: Sequence[int] | torch.Tensor | None, b: int, t: int) -> list[list[int]]:
+    """The output rows of each sample: all ``T``, the same list for all, or a ``[B, k]`` tensor's rows."""
+    if rows is None:
+        return [list(range(t))] * b
+    if isinstance(rows, torch.Tensor) and rows.dim() == 2:
+        if rows.shape[0] != b or rows.is_floating_point():
+            raise ArgumentError(
+                f"rows: expected integer rows [batch={b}, k] or a list of rows, got a {rows.dtype} tensor "
+                f"of shape {tuple(rows.shape)}."
+            )
+        return [[int(r) % t for r in sample] for sample in rows.tolist()]
+    return [[int(r) % t for r in rows]] * b

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..attention import attention
 from ..attention import attention_flow as _flow
-from ..attention._relevance import build_explanation, default_token, reject_target
+from ..attention._relevance import build_explanation, default_token, reject_target, token_meta
 from ..errors import ArgumentError
 from ._explanation import Explanation
 from ._registry import register
@@ -42,7 +42,11 @@ def attention_flow(
     token: int | None = None,
     progress: bool | None = None,
 ) -> Explanation:
-    """Flow relevance of the input tokens for output ``token`` (``[B, T]``; ``[B, 1, H, W]`` for a ViT)."""
+    """Flow relevance of the input tokens for output ``token`` (``[B, T]``; ``[B, 1, H, W]`` for a ViT).
+
+    ``token``: the explained output position, the same for every sample (default: each sample's first
+    real token, or its last real token for a causal model, after the inputs' ``attention_mask``).
+    """
     reject_target("attention_flow", target)
     maps = attention(model, inputs, layers=layer, reduce="mean")
     layers = [maps[n] for n in maps.names]
@@ -52,8 +56,8 @@ def attention_flow(
             f"inputs: attention flow over {len(layers)} layers x {layers[0].shape[-1]} tokens is a graph "
             f"of {n_nodes} nodes (limit {MAX_NODES}); use method='attention_rollout' for long inputs."
         )
-    row = default_token(layers[-1][:, 0], token)
-    flow = _flow(layers, residual=residual, rows=[row], progress=progress)[:, 0]
+    rows = default_token(layers[-1][:, 0], token, inputs=inputs, model=model, layer=maps.names[-1])  # [B]
+    flow = _flow(layers, residual=residual, rows=rows[:, None], progress=progress)[:, 0]
     ex: Explanation = build_explanation(
         "attention_flow",
         model,
@@ -61,7 +65,7 @@ def attention_flow(
         flow,
         target=None,
         meta={
-            "token": row,
+            "token": token_meta(rows),
             "layers": maps.names,
             "options": {"residual": residual, "token": token, "layer": layer},
             "passes": 1,

@@ -2,9 +2,10 @@
 
 Each layer's attention, averaged over heads, gets the residual connection (``Â = 0.5·A + 0.5·I``, rows
 renormalised); the layers are multiplied from the input up, ``R = Â_L · … · Â_1``, and the row of the
-explained output token (the class token, or the last token of a causal model) is the relevance of every
-input token. Accumulated layer by layer during one forward pass (:class:`netsight.attention.Rollout`);
-``nn.MultiheadAttention`` maps are recomputed in chunks of query rows, so long inputs stay in memory.
+explained output token (the class token, or the last real token of a causal model, in each sample) is the
+relevance of every input token. Accumulated layer by layer during one forward pass
+(:class:`netsight.attention.Rollout`); ``nn.MultiheadAttention`` maps are recomputed in chunks of query
+rows, so long inputs stay in memory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from ..attention import attention
-from ..attention._relevance import build_explanation, default_token, reject_target
+from ..attention._relevance import build_explanation, default_token, pick_rows, reject_target, token_meta
 from ._explanation import Explanation
 from ._registry import register
 
@@ -40,24 +41,27 @@ def attention_rollout(
     """Rollout relevance of the input tokens for output ``token`` (``[B, T]``; ``[B, 1, H, W]`` for a ViT).
 
     ``layer``: which attention modules to roll out (a path, glob or list; default all).
-    ``token``: the explained output position (default: 0, or the last one for a causal model).
+    ``token``: the explained output position, the same for every sample (default: each sample's first
+    real token, or its last real token for a causal model; real tokens are those of the inputs'
+    ``attention_mask``, so a padded batch explains every sample's own token).
     """
     reject_target("attention_rollout", target)
     maps = attention(
         model, inputs, layers=layer, rollout=True, keep=False, residual=residual, chunk_rows=chunk_rows
     )
     assert maps.rollout is not None
-    row = default_token(maps.rollout, token)
+    layers = list(maps.shapes)
+    rows = default_token(maps.rollout, token, inputs=inputs, model=model, layer=layers[-1])  # [B]
     ex: Explanation = build_explanation(
         "attention_rollout",
         model,
         inputs,
-        maps.rollout[:, row],
+        pick_rows(maps.rollout, rows),
         target=None,
         meta={
             "rollout": maps.rollout,
-            "token": row,
-            "layers": list(maps.shapes),
+            "token": token_meta(rows),
+            "layers": layers,
             "options": {"residual": residual, "token": token, "layer": layer},
             "passes": 1,
         },

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..attention import grad_rollout
 from ..attention._capture import call_model, live_attention, select_sources
-from ..attention._relevance import build_explanation, default_token
+from ..attention._relevance import build_explanation, default_token, pick_rows, token_meta
 from ..capture import Hooks, unwrap
 from ..errors import AttentionError
 from ._common import resolve_target, score
@@ -40,7 +40,11 @@ def grad_attention(
     layer: Any = None,
     token: int | None = None,
 ) -> Explanation:
-    """Class-specific token relevance ``[B, T]`` (``[B, 1, H, W]`` for a ViT) for output ``token``."""
+    """Class-specific token relevance ``[B, T]`` (``[B, 1, H, W]`` for a ViT) for output ``token``.
+
+    ``token``: the explained output position, the same for every sample (default: each sample's first
+    real token, or its last real token for a causal model, after the inputs' ``attention_mask``).
+    """
     root = unwrap(model)
     sources = select_sources(root, layer)
     with Hooks(root) as hooks:
@@ -59,16 +63,16 @@ def grad_attention(
             grads = torch.autograd.grad(s.sum(), maps, allow_unused=True)
     g = [torch.zeros_like(a) if d is None else d for a, d in zip(maps, grads)]
     r = grad_rollout([a.detach() for a in maps], g)
-    row = default_token(maps[-1].detach().mean(dim=1), token)
+    rows = default_token(maps[-1].detach().mean(dim=1), token, inputs=inputs, model=model, layer=names[-1])
     ex: Explanation = build_explanation(
         "grad_attention",
         model,
         inputs,
-        r[:, row],
+        pick_rows(r, rows),
         target=t if isinstance(t, torch.Tensor) else None,
         meta={
             "relevance": r,
-            "token": row,
+            "token": token_meta(rows),
             "layers": names,
             "options": {"token": token, "layer": layer},
             "passes": 2,
