@@ -224,6 +224,11 @@ def load_images(paths: list[Path], size: int = 224) -> tuple[torch.Tensor, torch
         try:
             with Image.open(p) as im:
                 arr = np.asarray(im.convert("RGB"))
+        except Image.DecompressionBombError as exc:
+            raise ArgumentError(
+                f"IMAGE: {str(p)!r} is too large to read safely ({exc}); shrink it first, or raise "
+                "PIL.Image.MAX_IMAGE_PIXELS when you trust the file."
+            ) from exc
         except (UnidentifiedImageError, OSError) as exc:
             raise ArgumentError(
                 f"IMAGE: cannot read {str(p)!r} as an image ({exc}); use PNG or JPEG."

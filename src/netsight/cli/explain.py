@@ -85,6 +85,11 @@ def explain(
         infos = [ns.get_method(m) for m in method]  # a wrong name fails here, before any work
         if not 0.0 <= alpha <= 1.0:
             fail(f"--alpha: expected a weight in [0, 1], got {alpha}.")
+        if size < 1:
+            fail(f"--size: expected a side of at least 1 pixel, got {size}. Pass e.g. --size 224.")
+        if out.exists() and not out.is_dir():
+            fail(f"--out: {str(out)!r} is a file; pass a folder for the PNGs and index.html.")
+        dev = _device(device)
         loaded = load_model(model, weights=weights, pretrained=pretrained)
         layered = [info.name for info in infos if info.needs_layer]
         if loaded.scripted and layered:
@@ -93,7 +98,6 @@ def explain(
                 "model takes no hooks; use an input method (saliency, integrated_gradients, occlusion) or "
                 "load the Python model (file.py:factory --weights state_dict.pt)."
             )
-        dev = torch.device(device)
         net = loaded.model.to(dev)
         pictures, x = load_images(list(images), size=size)
         x = x.to(dev)
@@ -161,6 +165,23 @@ def _unique_stems(paths: list[Path]) -> list[str]:
         seen[stem] = seen.get(stem, 0) + 1
         stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
     return stems
+
+
+def _device(name: str) -> Any:
+    """``torch.device(name)``, failing with one line when it is malformed or absent on this machine."""
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        fail(f"--device: {name!r} is not a device; pass cpu, cuda, cuda:1 or mps.")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        fail(f"--device: {name!r} asks for CUDA, which is not available here; pass --device cpu.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        fail(f"--device: {name!r}: this machine has {torch.cuda.device_count()} CUDA devices; pass cuda:0.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        fail(f"--device: {name!r} asks for MPS, which is not available here; pass --device cpu.")
+    return dev
 
 
 def _progress(total: int, on: bool) -> Any:

@@ -33,14 +33,17 @@ def methods(
         from rich.console import Console
         from rich.table import Table
 
+        from netsight.errors import closest
         from netsight.explain import get_method, list_methods
 
         names = list_methods(pattern, kind=kind)
         if not names:
+            near = [] if any(c in pattern for c in "*?[") else closest(pattern, list_methods(kind=kind))
+            hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
             fail(
                 f"pattern: no registered method matches {pattern!r}"
                 + (f" of kind {kind!r}" if kind else "")
-                + "; run 'netsight methods' to see them all."
+                + f".{hint} Run 'netsight methods' to see them all."
             )
         table = Table(title=f"{len(names)} explanation method{'s' if len(names) != 1 else ''}")
         table.add_column("method", style="cyan", no_wrap=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, run_command
+from ._app import app, fail, run_command
 
 __all__ = ["report"]
 
@@ -19,7 +19,10 @@ def report(
     ),
     store: Path = typer.Option(Path("netsight-runs"), "--store", "-s", help="The run store directory."),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="The HTML file to write (default: RUN-report.html in this folder)."
+        None,
+        "--out",
+        "-o",
+        help="The HTML file to write (default: RUN-report.html in this folder, or in --out if a folder).",
     ),
     title: str | None = typer.Option(None, "--title", help="Page title (default: the run's name)."),
 ) -> None:
@@ -41,9 +44,17 @@ def report(
 
         from netsight.render.report import write_report
 
-        path = out if out is not None else Path(f"{run}-report.html")
+        default = f"{Path(run).name}-report.html"
+        path = out if out is not None else Path(default)
+        if path.is_dir():
+            path /= default
         with Console(stderr=True).status(f"writing the report of {run!r}"):
-            written = write_report(store, run, path, title=title)
+            try:
+                written = write_report(store, run, path, title=title)
+            except OSError as exc:
+                if exc.filename is None or Path(exc.filename) not in (path, *path.parents):
+                    raise
+                fail(f"--out: cannot write {str(path)!r} ({exc.strerror or exc}); pass a writable file path.")
         Console(highlight=False).print(
             f"report: [bold]{written}[/bold] ({written.stat().st_size / 1e6:.1f} MB)"
         )

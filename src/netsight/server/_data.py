@@ -19,7 +19,7 @@ import numpy as np
 from fastapi import HTTPException
 
 from ..capture import glob_match
-from ..errors import RunNotFoundError
+from ..errors import RunNotFoundError, closest
 
 __all__ = [
     "StoreAccess",
@@ -59,13 +59,26 @@ class StoreAccess:
             return self._store
 
     def run(self, name: str) -> Any:
-        """The reader of run ``name``; HTTP 404 naming the nearest runs when there is none."""
+        """The reader of run ``name``; HTTP 404 naming the nearest runs when there is none.
+
+        Only a name the store lists is opened: ``../other/run`` or an absolute path never reaches a
+        file outside the store directory, and an over-long name is a 404, not an OS error.
+        """
         with self._lock:
             reader = self._runs.get(name)
         if reader is not None:
             return reader
+        store = self.store()
+        names = store.names()
+        if name not in names:
+            near = closest(name, names)
+            hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+            raise HTTPException(
+                status_code=404,
+                detail=f"run: no run {name!r} in this store ({len(names)} runs).{hint} See /api/runs.",
+            )
         try:
-            reader = self.store().run(name)
+            reader = store.run(name)
         except RunNotFoundError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from exc
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import secrets
 import socket
 import sys
@@ -58,6 +59,11 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:  # the address, not the port
+            raise ArgumentError(
+                f"host: cannot listen on {host}:{port} ({exc.strerror or exc}); pass an address of this "
+                "machine: 127.0.0.1 (default), or 0.0.0.0 for every interface."
+            ) from exc
         raise ArgumentError(
             f"port: cannot listen on {host}:{port} ({exc.strerror or exc}); pass another --port "
             "(0 picks a free one) or stop the program that holds it."
@@ -127,7 +133,15 @@ def serve(  # noqa: PLR0917 - the documented signature takes these positionally
         timeout_graceful_shutdown=1,
         lifespan="off",
     )
-    server = uvicorn.Server(config)
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Ctrl+C: end the pages' event streams now, or uvicorn's graceful shutdown waits for them
+            # and then cancels them with a traceback
+            app.state.closing = True
+            super().handle_exit(sig, frame)
+
+    server = _Server(config)
     if open_browser:
         import webbrowser
 

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from ...errors import ArgumentError
 from .. import _data
-from ._common import Access, RunName
+from ._common import INT64_MAX, Access, RunName
 
 router = APIRouter(prefix="/api", tags=["images"])
 
@@ -53,7 +53,7 @@ def list_images(
 
 
 @router.get("/image")
-def image(access: Access, run: RunName, id: Annotated[int, Query(ge=0)]) -> Response:  # noqa: A002
+def image(access: Access, run: RunName, id: Annotated[int, Query(ge=0, le=INT64_MAX)]) -> Response:  # noqa: A002
     """One image's PNG bytes."""
     r = access.run(run)
     try:

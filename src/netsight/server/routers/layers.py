@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from ...errors import closest
 from .. import _data
-from ._common import Access, RunName
+from ._common import Access, RunName, Step
 
 router = APIRouter(prefix="/api", tags=["layers"])
 
@@ -60,8 +60,8 @@ def layer_matrix(
     filter: Filter = None,  # noqa: A002
     sort: Sort = "order",
     max_steps: Annotated[int, Query(ge=10, le=10000)] = 2000,
-    start: int | None = None,
-    end: int | None = None,
+    start: Step = None,
+    end: Step = None,
     agg: Literal["max", "mean", "last", "min"] = "max",
     nonempty: bool = False,
     format: Literal["json", "bin"] = "json",  # noqa: A002
@@ -138,7 +138,7 @@ def step_values(
     access: Access,
     run: RunName,
     metric: Metric,
-    step: int | None = None,
+    step: Step = None,
     filter: Filter = None,  # noqa: A002
 ) -> dict[str, Any]:
     """``metric`` of every (filtered) layer at ``step`` (the latest logged at or before it; the latest

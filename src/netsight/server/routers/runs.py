@@ -13,10 +13,11 @@ from ._common import Access, RunName
 router = APIRouter(prefix="/api", tags=["runs"])
 
 
-def info_dict(info: Any) -> dict[str, Any]:
-    """A ``RunInfo`` as JSON."""
+def info_dict(info: Any, name: str) -> dict[str, Any]:
+    """A ``RunInfo`` as JSON, under ``name``: the name the run is opened by (its file's name, which is
+    not the name stored inside it when the file was renamed or copied)."""
     return {
-        "name": info.name,
+        "name": name,
         "status": info.status,
         "created": _data.jsonable(info.created),
         "updated": _data.jsonable(info.updated),
@@ -35,7 +36,7 @@ def health() -> dict[str, Any]:
 
 def _read_info(access: Any, name: str) -> tuple[dict[str, Any] | None, str]:
     try:
-        return info_dict(access.run(name).info), ""
+        return info_dict(access.run(name).info, name), ""
     except HTTPException as exc:  # removed since it was listed
         return None, str(exc.detail)
     except StoreError as exc:  # damaged, or its writer has not laid it out yet
@@ -72,7 +73,7 @@ def run_overview(access: Access, run: RunName) -> dict[str, Any]:
     kinds = list(r.histogram_kinds())
     texts = list(r.texts())
     return {
-        "info": info_dict(r.info),
+        "info": info_dict(r.info, run),
         "scalar_keys": list(r.scalar_keys()),
         "layer_metrics": list(r.layer_metrics()),
         "layer_count": len(r.layers()),
@@ -87,7 +88,7 @@ def run_overview(access: Access, run: RunName) -> dict[str, Any]:
 def compare(access: Access, a: RunName, b: RunName) -> dict[str, Any]:
     """Two runs side by side: infos, their configuration differences, the scalar keys they share."""
     ra, rb = access.run(a), access.run(b)
-    ia, ib = info_dict(ra.info), info_dict(rb.info)
+    ia, ib = info_dict(ra.info, a), info_dict(rb.info, b)
     ca, cb = ia["config"], ib["config"]
     diff = [
         {"key": k, "a": ca.get(k), "b": cb.get(k), "same": ca.get(k) == cb.get(k)}

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 
 from .. import _data
-from ._common import Access, RunName
+from ._common import Access, RunName, Step
 
 router = APIRouter(prefix="/api", tags=["scalars"])
 
@@ -21,8 +21,8 @@ def scalars(
     run: RunName,
     key: Annotated[str, Query(min_length=1, max_length=1000)],
     max_points: MaxPoints = 2000,
-    start: int | None = None,
-    end: int | None = None,
+    start: Step = None,
+    end: Step = None,
 ) -> dict[str, Any]:
     """One scalar series: ``{key, steps, values}`` (at most ``max_points`` points)."""
     r = access.run(run)
