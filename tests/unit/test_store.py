@@ -480,3 +480,17 @@ def test_runs_skips_files_being_created_and_refuses_garbage(tmp_path: Path) -> N
     (tmp_path / "junk.sqlite").write_bytes(b"not a database, " * 100)
     with pytest.raises(StoreError, match=r"'junk'.*not a readable netsight run"):
         s.run("junk")
+
+
+def test_a_reader_never_opens_a_run_file_outside_the_store(tmp_path: Path) -> None:
+    with ns.open_run(tmp_path / "runs", name="a") as run:
+        run.log({"x": 1.0}, step=0)
+    with ns.open_run(tmp_path / "elsewhere", name="secret") as run:
+        run.log({"x": 2.0}, step=0)
+    s = store.open(tmp_path / "runs")
+    outside = str(tmp_path / "elsewhere" / "secret")
+    for name in ("../elsewhere/secret", outside, "..", "a" * 300):
+        assert name not in s
+        with pytest.raises(RunNotFoundError, match=r"no run .* in"):
+            s.run(name)
+    assert s.run("a").series("x")[1].tolist() == [1.0]

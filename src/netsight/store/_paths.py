@@ -26,6 +26,16 @@ def validate_name(name: object, argument: str = "name") -> str:
     return name
 
 
+def in_store(name: str) -> bool:
+    """Whether ``name`` can only name a file directly inside the store directory (no separator, no
+    ``..``, no NUL, not over-long): what a reader may open, whatever the name's other characters."""
+    return (
+        0 < len(name) <= 200
+        and name not in (".", "..")
+        and not any(c in name for c in ("/", "\\", "\0", os.sep))
+    )
+
+
 def run_path(store_dir: Path, name: str) -> Path:
     return store_dir / f"{name}{RUN_SUFFIX}"
 

@@ -94,7 +94,7 @@ class Store:
             if reader is not None:
                 return reader
             path = _paths.run_path(self.path, name)
-            if not path.is_file():
+            if not _paths.in_store(name) or not path.is_file():  # never a file outside the store
                 names = self.names()
                 near = closest(name, names)
                 hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
@@ -107,7 +107,7 @@ class Store:
             return reader
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and _paths.run_path(self.path, name).is_file()
+        return isinstance(name, str) and _paths.in_store(name) and _paths.run_path(self.path, name).is_file()
 
     def close(self) -> None:
         with self._lock:
