@@ -165,6 +165,19 @@ def test_low_and_double_precision_parameters_get_float32_accurate_norms(dtype: t
                 )
 
 
+@pytest.mark.parametrize("scale", [1e-4, 300.0])
+def test_half_precision_norms_on_full_steps_of_a_large_model(scale: float) -> None:
+    """Over 1M gradient elements the full steps square |g| in one reused buffer: in float16 a square
+    underflows for typical gradients (~1e-4) and overflows above 256, unless it is formed in float32."""
+    torch.manual_seed(0)
+    net = nn.Linear(1100, 1000, bias=False).half()  # 1.1M parameters: the large-tensor path
+    with ns.watch(net, stats=1, activations=False, delta=False) as mon:
+        net(torch.randn(4, 1100).half() * scale).float().sum().backward()
+        want = grad_norm(net)
+        mon.step()
+        assert mon.last.values[0, GRAD] == pytest.approx(want, rel=1e-4)
+
+
 def test_an_exception_in_the_loop_leaves_no_hook_and_keeps_every_step(tmp_path: Path) -> None:
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -333,6 +346,25 @@ def test_two_optimizers_each_give_update_ratios_only_to_their_own_layers() -> No
     assert rows_b[mon_b.layers.index("2"), ratio] > 0
 
 
+def test_a_layer_the_optimizer_updates_in_part_keeps_its_update_ratio() -> None:
+    """BitFit-style training (the optimizer holds only the biases): every Linear is still updated, so
+    its ratio is ||Δ(W, b)|| / ||(W, b)||, not NaN; only a layer the optimizer holds nothing of is NaN."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+    opt = torch.optim.SGD([net[0].bias, net[4].bias], lr=0.1)
+    with ns.watch(net, optimizer=opt, stats=1) as mon:
+        F.cross_entropy(net(torch.randn(8, 4)), torch.randint(0, 2, (8,))).backward()
+        before = [torch.cat([p.detach().flatten().clone() for p in net[i].parameters()]) for i in (0, 4)]
+        opt.step()
+        got = mon.last.values[:, METRICS.index("update_ratio")]
+    for i, w in zip((0, 4), before):
+        after = torch.cat([p.detach().flatten() for p in net[i].parameters()])
+        want = float((after - w).double().norm() / w.double().norm())
+        assert want > 0
+        assert got[mon.layers.index(str(i))] == pytest.approx(want, rel=1e-5)
+    assert math.isnan(got[mon.layers.index("2")])
+
+
 def test_run_log_takes_numpy_arrays_of_one_element_and_names_the_shape_of_others(tmp_path: Path) -> None:
     with ns.open_run(tmp_path, name="np") as run:
         run.log({"a": np.array(1.5), "b": np.array([[2.5]], dtype=np.float32), "c": np.int64(3)}, step=0)
@@ -371,3 +403,32 @@ def test_a_checkpointed_segment_is_counted_once() -> None:
             opt.step()
         values[checkpointed] = mon.last.values
     np.testing.assert_allclose(values[True], values[False], rtol=1e-5, equal_nan=True)
+
+
+def test_an_optimizer_of_master_copies_still_gets_the_models_update_ratio() -> None:
+    """An optimizer holding none of the model's parameters (fp32 master copies, apex/DeepSpeed style)
+    updates the weights by copying: the measured change is the update, not a missing ratio."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+    masters = [p.detach().clone().requires_grad_() for p in net.parameters()]
+    opt = torch.optim.SGD(masters, lr=0.1)
+
+    def copy_back(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        with torch.no_grad():
+            for p, m in zip(net.parameters(), masters):
+                p.copy_(m)
+
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    ratio = METRICS.index("update_ratio")
+    handle = opt.register_step_post_hook(copy_back)  # registered first: runs before the monitor's
+    before = torch.cat([p.detach().flatten().clone() for p in net[0].parameters()])
+    with ns.watch(net, optimizer=opt, stats=1) as mon:
+        F.cross_entropy(net(x), y).backward()
+        for p, m in zip(net.parameters(), masters):
+            m.grad = p.grad.clone()
+        opt.step()
+    handle.remove()
+    after = torch.cat([p.detach().flatten() for p in net[0].parameters()])
+    expected = float((after - before).double().norm() / before.double().norm())
+    assert mon.last.values[mon.layers.index("0"), ratio] == pytest.approx(expected, rel=1e-5)
+    assert expected > 0

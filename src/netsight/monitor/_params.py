@@ -28,12 +28,18 @@ from torch import nn
 PARAM_METRICS: tuple[str, ...] = ("grad_norm", "grad_abs_mean", "grad_abs_max", "weight_norm", "update_ratio")
 
 
-def _l2(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """``[k]`` float32 L2 norms, accumulated in float32 at least: a bfloat16 or float16 result would be
-    rounded to 3 significant digits, or overflow (float64 tensors keep their own precision)."""
-    sizes = {t.dtype.itemsize for t in tensors}
-    low = min(sizes) < 4 and max(sizes) <= 4  # float32 alone takes the plain call (CUDA's fused kernel)
-    return torch.stack(torch._foreach_norm(tensors, 2, dtype=torch.float32 if low else None)).float()
+def _l2(tensors: list[torch.Tensor], dtype: torch.dtype | None) -> torch.Tensor:
+    """``[k]`` float32 L2 norms, accumulated in ``dtype`` (:func:`_norm_dtype` of the parameters)."""
+    return torch.stack(torch._foreach_norm(tensors, 2, dtype=dtype)).float()
+
+
+def _norm_dtype(params: list[nn.Parameter]) -> torch.dtype | None:
+    """float32 when some parameters are bfloat16 or float16 (a norm in their own dtype would be rounded
+    to 3 significant digits, or overflow) and none is wider; ``None`` (each tensor's own dtype: float32
+    alone takes the plain call, CUDA's fused kernel) otherwise. Decided once per model, not per step;
+    gradients, snapshots and weights share their parameters' dtypes."""
+    sizes = {p.dtype.itemsize for p in params} or {4}
+    return torch.float32 if min(sizes) < 4 and max(sizes) <= 4 else None
 
 
 def _sum(t: torch.Tensor) -> torch.Tensor:
@@ -64,6 +70,7 @@ class ParamStats:
             layers.append(name or "<root>")
         self.layers = layers
         self.params = params
+        self._norm = _norm_dtype(params)  # the dtype every L2 norm accumulates in
         self._owner_list = owner
         self.owner = np.asarray(owner, dtype=np.int64)
         self.device = params[0].device if params else torch.device("cpu")
@@ -101,11 +108,11 @@ class ParamStats:
             return None
         if not full:  # the every-step norm: one fused kernel (float32 accumulation, ~1e-5 relative
             # error on tensors of millions of elements; the full steps below are exact to ~1e-7)
-            return tuple(key), _l2(grads)[:, None]
+            return tuple(key), _l2(grads, self._norm)[:, None]
         # L1 as a sum of |g| (pairwise summation: ~1e-7 relative error, where _foreach_norm(ord=1)
         # accumulates naively, 3e-4 on a ResNet's largest tensors, and is 3x slower on a CPU)
         if self._small(grads):
-            l2 = _l2(grads)
+            l2 = _l2(grads, self._norm)
             l1 = torch.stack([_sum(a) for a in torch._foreach_abs(grads)])
             hi = torch.stack(torch._foreach_max(grads))
             lo = torch.stack(torch._foreach_max(torch._foreach_neg(grads)))
@@ -122,11 +129,16 @@ class ParamStats:
         return tuple(key), torch.stack([l2, l1, torch.maximum(hi, lo)], dim=1).float()
 
     def _abs(self, g: torch.Tensor) -> torch.Tensor:
+        """``|g|`` flattened into the reused buffer, in float32 at least: squared in place next, and a
+        float16 square underflows below |g| ~ 2e-4 (typical gradients) and overflows above 256."""
         n = g.numel()
+        dtype = torch.float32 if g.dtype.itemsize < 4 else g.dtype
         buf = self._scratch
-        if buf is None or buf.numel() < n or buf.dtype != g.dtype or buf.device != g.device:
+        if buf is None or buf.numel() < n or buf.dtype != dtype or buf.device != g.device:
             size = max(n, *(p.numel() for p in self.params))
-            buf = self._scratch = torch.empty(size, dtype=g.dtype, device=g.device)
+            buf = self._scratch = torch.empty(size, dtype=dtype, device=g.device)
+        if dtype != g.dtype:  # (abs cannot write another dtype: cast first)
+            return buf[:n].copy_(g.reshape(-1)).abs_()
         return torch.abs(g.reshape(-1), out=buf[:n])
 
     @staticmethod
@@ -137,7 +149,7 @@ class ParamStats:
         """``[P]`` float32 L2 norm of every parameter."""
         if not self.params:
             return torch.zeros(0, device=self.device)
-        return _l2([p.detach() for p in self.params])
+        return _l2([p.detach() for p in self.params], self._norm)
 
     # -- update ratio: snapshot before the optimizer step, compare after ------------------------
     def snapshot(self) -> None:
@@ -164,7 +176,7 @@ class ParamStats:
         if self._before is None or not self.params:
             return None
         torch._foreach_sub_(self._before, [p.detach() for p in self.params])
-        return _l2(self._before)
+        return _l2(self._before, self._norm)
 
     def release(self) -> None:
         self._before = None

@@ -671,10 +671,12 @@ class Monitor:
         if meta["upd"]:
             upd, ref = v[off : off + npar], v[off + npar : off + 2 * npar]
             off += 2 * npar
-            if self.optimizer is not None:  # a parameter this optimizer does not update has no update
-                upd = np.where(self._updated_by(self.optimizer), upd, np.nan)  # ratio here (not 0)
             with np.errstate(all="ignore"):
-                values[self._p_rows, 4] = self.params.pool_norms(upd) / self.params.pool_norms(ref)
+                ratio = self.params.pool_norms(upd) / self.params.pool_norms(ref)
+            if self.optimizer is not None:  # a layer this optimizer holds no parameter of has no update
+                held = self._updated_by(self.optimizer)  # ratio here (NaN, not 0); one it holds some of
+                ratio[np.bincount(self.params.owner, weights=held, minlength=len(self.params)) == 0] = np.nan
+            values[self._p_rows, 4] = ratio  # (BitFit: only the biases) is measured over all its parameters
         has_grad = np.zeros(len(self.layers), dtype=bool)
         has_grad[self._p_rows] = g[:, 3] > 0
         fwd_origin = meta.get("origin")
@@ -720,9 +722,11 @@ class Monitor:
 
     def _updated_by(self, optimizer: torch.optim.Optimizer) -> np.ndarray:
         """``[P]`` bool: which watched parameters the optimizer's groups hold (read now: groups may be
-        added while training)."""
+        added while training). All of them when it holds none: an optimizer of master copies (apex,
+        DeepSpeed) updates the model's weights by copying, and the measured change is the update."""
         ids = {id(q) for group in optimizer.param_groups for q in group["params"]}
-        return np.array([id(q) in ids for q in self.params.params], dtype=bool)
+        held = np.array([id(q) in ids for q in self.params.params], dtype=bool)
+        return held if held.any() else np.ones_like(held)
 
     def _process_cheap(self, meta: dict[str, Any], v: np.ndarray) -> tuple[StepRecord, StepView]:
         """Pool the parameters' gradient norms by layer on the host (a handful of values)."""
