@@ -84,6 +84,11 @@ def test_second_name_of_a_shared_module_selects_in_a_list_as_alone() -> None:
         m(x)
     _untouched(m)
     torch.testing.assert_close(cap["alias"].activation, m.body[0](x))
+    # asked for twice, it is selected (and hooked) once, as any other name: one call per forward
+    assert [n for n, _ in resolve(m, ["alias", "body.2", "alias"])] == ["body.2", "alias"]
+    with ns.capture(m, ["alias", "alias"]) as twice:
+        m(x)
+    assert len(twice["alias"].calls) == 1
 
 
 def test_module_selector_misses_are_short_and_say_why() -> None:

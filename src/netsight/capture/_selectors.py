@@ -177,7 +177,8 @@ def resolve(
         if not hits and isinstance(sel, str):
             alias = _alias(model, strip_prefix(sel))
             if alias is not None:  # a second name of a shared module: kept under the name asked for
-                aliases.append(alias)
+                if all(n != alias[0] for n, _ in aliases):  # (once, however often it is asked for)
+                    aliases.append(alias)
                 continue
         if not hits:
             if isinstance(sel, str):
