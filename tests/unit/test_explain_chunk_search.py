@@ -84,8 +84,25 @@ def test_chunks_of_changing_sizes_give_the_same_scores_as_one_size(
     torch.testing.assert_close(searched.attributions, fixed.attributions, rtol=1e-5, atol=1e-6)
 
 
+def test_a_model_in_training_mode_scores_in_chunks_that_do_not_depend_on_timings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """BatchNorm in training mode normalises by the chunk's own statistics: the chunk must stay the
+    one a fixed ``max_batch`` of the same size gives, whatever the forwards' timings."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+    model(torch.zeros(2, 3, 8, 8))
+    model.train()
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    fixed = ns.explain(model, x, target=1, method="occlusion", window=2, stride=2, max_batch=2)
+    monkeypatch.setattr(occlusion, "rows_per_chunk", lambda model, x, max_batch: 2)
+    monkeypatch.setattr(_ChunkSearch, "GAIN", float("inf"))  # every larger size would count as faster
+    monkeypatch.setattr(_ChunkSearch, "REMAINING", 1)
+    searched = ns.explain(model, x, target=1, method="occlusion", window=2, stride=2)
+    torch.testing.assert_close(searched.attributions, fixed.attributions)
+
+
 def test_no_search_on_a_given_max_batch() -> None:
-    model = nn.Linear(4, 2)
+    model = nn.Linear(4, 2).eval()
     x = torch.zeros(1, 4)
     assert _features.rows_limit(model, x, max_batch=16) is None
     assert _features.rows_limit(model, x, max_batch=None) >= 1

@@ -381,8 +381,11 @@ def rows_limit(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> int 
     transformer on 13 tokens 4x slower at 8 sequences per forward (the cache rule's choice: its leaf
     modules output 2 MiB per sequence) than at 2,048, where its matrix products are large enough to run
     at full speed (measured on a 2-core EPYC). So the search measures.
+
+    ``None`` too for a model with a module in training mode: BatchNorm then normalises each chunk by its
+    own statistics, so the scores depend on the chunk, which must not depend on timings.
     """
-    if x.device.type != "cpu" or max_batch is not None:
+    if x.device.type != "cpu" or max_batch is not None or any(m.training for m in model.modules()):
         return None
     return chunk_size(model, x[:1], max_batch=_CPU_MAX_ITEMS, backward=False)
 
