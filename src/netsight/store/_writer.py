@@ -228,6 +228,11 @@ class Run:
 
     Every ``log*`` method returns at once: it checks its arguments and queues the record. Tensors stay
     on their device until the writer thread moves them.
+
+    ``step=None``: one after the last step given to the *same* method (each of ``log``,
+    ``log_layers``, ``log_histograms``, ``log_image``, ``log_tensor`` counts on its own), so the
+    monitor's layer rows, written at explicit steps in delayed batches, never shift the numbering of a
+    user's ``run.log(values)`` calls. Pass ``step=`` to line records of different kinds up.
     """
 
     def __init__(
