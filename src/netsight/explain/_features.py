@@ -589,36 +589,30 @@ def coalition_scores(
                 owner = owners[r] = one.repeat(r)
             return pert.flatten(0, 2), owner
 
-        flat: torch.Tensor = masked_forwards(
-            model,
-            build,
-            n,
-            target,
-            chunk=rows_per,
-            device=x.device,
-            progress=progress,
-            desc=desc,
-            items_per_id=per_row,
-            grow_to=None if grow_to is None else max(rows_per, grow_to // per_row),
-        )
-        return flat.view(n, b, k).mean(dim=2)
+        make: Build = build
+        count, size, per_id = n, rows_per, per_row
+        grow = None if grow_to is None else max(rows_per, grow_to // per_row)
+    else:
 
-    def build_items(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:  # a coalition spans chunks
-        ids = torch.arange(lo, hi, device=x.device)
-        row, sample, bg = ids // per_row, (ids // k) % b, ids % k
-        keep = zx[row[:, None], flat_lab[sample]].view(ids.shape[0], *lab.shape[1:])  # [m, *S']
-        return blend(keep, x[sample], fill[sample, bg], None), sample
+        def build_items(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:  # a coalition spans chunks
+            ids = torch.arange(lo, hi, device=x.device)
+            row, sample, bg = ids // per_row, (ids // k) % b, ids % k
+            keep = zx[row[:, None], flat_lab[sample]].view(ids.shape[0], *lab.shape[1:])  # [m, *S']
+            return blend(keep, x[sample], fill[sample, bg], None), sample
+
+        make, count, size, per_id, grow = build_items, n * per_row, chunk, 1, grow_to
 
     flat = masked_forwards(
         model,
-        build_items,
-        n * per_row,
+        make,
+        count,
         target,
-        chunk=chunk,
+        chunk=size,
         device=x.device,
         progress=progress,
         desc=desc,
-        grow_to=grow_to,
+        items_per_id=per_id,
+        grow_to=grow,
     )
     return flat.view(n, b, k).mean(dim=2)
 
