@@ -494,3 +494,20 @@ def test_a_reader_never_opens_a_run_file_outside_the_store(tmp_path: Path) -> No
         with pytest.raises(RunNotFoundError, match=r"no run .* in"):
             s.run(name)
     assert s.run("a").series("x")[1].tolist() == [1.0]
+
+
+@pytest.mark.parametrize(
+    "edges",
+    [[0.0, float("nan"), 2.0], [0.0, float("inf")], [0.0, 2.0, 1.0], [1.0, 1.0]],
+    ids=["nan", "inf", "decreasing", "repeated"],
+)
+def test_histogram_edges_must_be_finite_and_increasing(tmp_path: Path, edges: list[float]) -> None:
+    with ns.open_run(tmp_path, name="h") as run:
+        for e in (torch.tensor(edges), np.array(edges)):
+            with pytest.raises(ArgumentError, match="edges: expected finite, strictly increasing"):
+                run.log_histograms(0, "grad", ["fc"], e, torch.zeros(1, len(edges) + 1))
+        good = torch.tensor([0.0, 1.0, 2.0])
+        run.log_histograms(0, "grad", ["fc"], good, torch.ones(1, 4))
+        good[1] = 5.0  # changed in place after a check: checked again
+        with pytest.raises(ArgumentError, match="edges"):
+            run.log_histograms(1, "grad", ["fc"], good, torch.ones(1, 4))

@@ -491,8 +491,30 @@ class Run:
             )
         e = edges.detach() if isinstance(edges, torch.Tensor) else edges
         c = counts.detach() if isinstance(counts, torch.Tensor) else counts
+        self._check_edges(e)
         s = self._take_step(step, "hist")
         self._put(("hist", s, kind, layers_t, e, c))
+
+    def _check_edges(self, e: torch.Tensor | npt.NDArray[Any]) -> None:
+        """Finite, strictly increasing edges (the dashboard and reports label bins with them). Host
+        arrays only (a device tensor would cost a sync; the monitor's edges live on the host), and
+        once per edges object while it is unchanged (the monitor passes the same one every time)."""
+        if isinstance(e, torch.Tensor) and e.device.type != "cpu":
+            return
+        seen = self._edges_checked
+        if isinstance(e, torch.Tensor) and seen is not None and seen[0]() is e and seen[1] == e._version:
+            return
+        arr = e.double().numpy() if isinstance(e, torch.Tensor) else np.asarray(e, dtype=np.float64)
+        if not np.isfinite(arr).all() or (np.diff(arr) <= 0).any():
+            shown = np.array2string(arr, threshold=8, precision=4)
+            raise ArgumentError(
+                f"edges: expected finite, strictly increasing bin edges, got {shown}. Use e.g. "
+                "netsight.capture.reducers.log_edges(), or put NaN and Inf in the under- and overflow bins."
+            )
+        if isinstance(e, torch.Tensor):
+            self._edges_checked = (weakref.ref(e), e._version)
+
+    _edges_checked: tuple[weakref.ref[torch.Tensor], int] | None = None
 
     def log_image(  # noqa: PLR0917 - the contract's positional signature
         self,
