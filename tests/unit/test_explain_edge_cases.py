@@ -207,3 +207,35 @@ def test_channels_last_and_strided_inputs_agree_with_contiguous(method: str) -> 
     for layout in (x.contiguous(memory_format=torch.channels_last), wide[..., ::2]):
         got = _explain(model, layout, 1, method).attributions
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("kernel_shap", {"features": "grid", "grid": 4, "n_samples": 300}),
+        ("lime", {"features": "grid", "grid": 4, "n_samples": 300}),
+        ("kernel_shap", {"n_samples": 100}),  # SLIC superpixels
+    ],
+)
+def test_uint8_images_group_like_float_images(method: str, options: dict[str, Any]) -> None:
+    """A model that scales uint8 pixels itself can be explained on them: the same features and scores
+    as the float copy of the pixels through the same network without the scaling."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3)
+    )
+
+    class OnPixels(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return net(x.float() / 255)
+
+    class OnFloats(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return net(x / 255)
+
+    pixels = torch.randint(
+        0, 256, (2, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    got = ns.explain(OnPixels().eval(), pixels, target=1, method=method, **options)
+    want = ns.explain(OnFloats().eval(), pixels.float(), target=1, method=method, **options)
+    torch.testing.assert_close(got.attributions.float(), want.attributions.float(), rtol=1e-5, atol=1e-6)

@@ -106,9 +106,10 @@ class Features:
 
 
 def input_kind(x: torch.Tensor) -> str:
-    """``"image"`` for ``[B, C, H, W]`` floats, ``"tokens"`` for integer ``[B, T]``, ``"tabular"`` for
-    floating ``[B, F]``; anything else is an error that says what to pass."""
-    if x.dim() == 4 and x.is_floating_point():
+    """``"image"`` for ``[B, C, H, W]`` (floating, or integer such as uint8 pixels for a model that
+    scales them itself), ``"tokens"`` for integer ``[B, T]``, ``"tabular"`` for floating ``[B, F]``;
+    anything else is an error that says what to pass."""
+    if x.dim() == 4 and not x.is_complex() and x.dtype != torch.bool:
         return "image"
     if x.dim() == 2 and not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool:
         return "tokens"
@@ -116,7 +117,7 @@ def input_kind(x: torch.Tensor) -> str:
         return "tabular"
     raise ArgumentError(
         f"inputs: cannot tell how to group a {x.dtype} tensor of shape {tuple(x.shape)} into features. "
-        "Pass images [B, C, H, W] (float), token ids [B, T] (integer) or tabular rows [B, F] (float), "
+        "Pass images [B, C, H, W], token ids [B, T] (integer) or tabular rows [B, F] (float), "
         "or a feature_mask= giving the feature id of every element."
     )
 
@@ -229,9 +230,9 @@ def make_features(
                 f"features: {kind!r} is not a feature grouping; use one of "
                 f"{', '.join(repr(k) for k in FEATURE_KINDS)}, or pass feature_mask=."
             )
-        if kind in ("slic", "grid") and not (x.dim() == 4 and x.is_floating_point()):
+        if kind in ("slic", "grid") and input_kind(x) != "image":
             raise ArgumentError(
-                f"features: {kind!r} groups the pixels of images [B, C, H, W] (float); the inputs have "
+                f"features: {kind!r} groups the pixels of images [B, C, H, W]; the inputs have "
                 f"shape {tuple(x.shape)} and dtype {x.dtype}. Use features={natural!r}."
             )
         if kind in ("tokens", "columns") and x.dim() != 2:
