@@ -6,20 +6,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 
 @dataclass(frozen=True)
 class ModelState:
-    """Every submodule's ``training`` flag and every parameter's ``requires_grad``, by identity."""
+    """Every submodule's ``training`` flag and every parameter's ``requires_grad``, by identity; with
+    ``buffers``, also a copy of the buffers of every module in training mode (module, name, buffer,
+    value), the ones a forward may update (BatchNorm's running statistics, spectral norm's vectors)."""
 
     training: tuple[tuple[nn.Module, bool], ...]
     requires_grad: tuple[tuple[nn.Parameter, bool], ...]
+    buffers: tuple[tuple[nn.Module, str, torch.Tensor, torch.Tensor], ...] = ()
 
     @classmethod
-    def of(cls, model: nn.Module) -> ModelState:
+    def of(cls, model: nn.Module, *, buffers: bool = False) -> ModelState:
         mods: list[tuple[nn.Module, bool]] = []
         params: list[tuple[nn.Parameter, bool]] = []
+        kept: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor]] = []
         seen: set[int] = set()
         for m in model.modules():  # one traversal (this runs on every explanation's hot path)
             mods.append((m, m.training))
@@ -27,7 +32,9 @@ class ModelState:
                 if p is not None and id(p) not in seen:
                     seen.add(id(p))
                     params.append((p, p.requires_grad))
-        return cls(tuple(mods), tuple(params))
+            if buffers and m.training:  # a module in eval mode updates no buffer: nothing to copy
+                kept += [(m, n, b, b.detach().clone()) for n, b in m._buffers.items() if b is not None]
+        return cls(tuple(mods), tuple(params), tuple(kept))
 
     def restore(self) -> None:
         for module, flag in self.training:
@@ -36,6 +43,13 @@ class ModelState:
         for param, flag in self.requires_grad:
             if param.requires_grad != flag:
                 param.requires_grad_(flag)
+        # every kept buffer is copied back: the batch-norm kernels update the running statistics in
+        # place without bumping their version counters, so no cheaper test tells which ones changed
+        with torch.no_grad():
+            for module, name, buf, value in self.buffers:
+                buf.copy_(value)
+                if module._buffers.get(name) is not buf:
+                    module._buffers[name] = buf
 
     def differences(self, model: nn.Module) -> list[str]:
         """What changed since the snapshot, in words; empty when nothing did."""
@@ -55,9 +69,12 @@ class ModelState:
 
 
 @contextmanager
-def preserved_state(model: nn.Module) -> Iterator[ModelState]:
-    """Restore every ``training`` flag and ``requires_grad`` of ``model`` on exit, whatever happened."""
-    state = ModelState.of(model)
+def preserved_state(model: nn.Module, *, buffers: bool = False) -> Iterator[ModelState]:
+    """Restore every ``training`` flag and ``requires_grad`` of ``model`` on exit, whatever happened;
+    with ``buffers``, also the buffers its forwards in training mode update (explanations and the
+    monitor's replay leave no trace of their own forwards; a capture does not take this: the user's
+    forwards inside it are theirs)."""
+    state = ModelState.of(model, buffers=buffers)
     try:
         yield state
     finally:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -49,31 +47,6 @@ def _check_options(method: str, fn: Any, options: dict[str, Any]) -> dict[str, A
     return options
 
 
-@contextmanager
-def _kept_buffers(model: nn.Module) -> Iterator[None]:
-    """Put back every buffer of a module in training mode as it was: a forward in training mode updates
-    BatchNorm's ``running_mean`` / ``running_var`` / ``num_batches_tracked`` (and spectral norm's power
-    iteration vectors). An explanation runs the model in the mode it was given, and leaves no trace of
-    its own forwards in the model's state. Modules in eval mode update nothing, and cost nothing here."""
-    # (module, name, buffer, a copy of its value); every one is copied back: the batch-norm kernels
-    # update the running statistics in place without bumping their version counters
-    saved = [
-        (m, name, b, b.clone())
-        for m in model.modules()
-        if m.training
-        for name, b in m._buffers.items()
-        if b is not None
-    ]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for m, name, b, value in saved:
-                b.copy_(value)
-                if m._buffers.get(name) is not b:
-                    m._buffers[name] = b
-
-
 def explain(
     model: nn.Module,
     inputs: Any,
@@ -111,7 +84,7 @@ def explain(
     options = _check_options(info.name, info.fn, options)
     # gradients need autograd, which inference mode switches off for good (torch.enable_grad cannot undo
     # it): explanations run outside it, and inputs made inside it (inference tensors) are copied out
-    with torch.inference_mode(False), preserved_state(model), _kept_buffers(model), unwrap_once():
+    with torch.inference_mode(False), preserved_state(model, buffers=True), unwrap_once():
         if isinstance(inputs, torch.Tensor) and inputs.is_inference():
             inputs = inputs.clone()
         return info.fn(model, inputs, target, layer=layer, **options)

@@ -387,24 +387,19 @@ class Monitor:
     def _replay(self) -> str | None:
         """Run the latest input again (no gradients, same RNG, buffers restored) with a capture of every
         module, and name the first, in forward order, whose output holds NaN/Inf."""
-        from ..capture import capture
+        from ..capture import capture, preserved_state
 
         if self._last_input is None:
             return None
         args, kwargs = self._last_input
-        buffers = [b.detach().clone() for b in self.root.buffers()]
         devices = [self.device] if self.device.type == "cuda" else []
-        try:
-            with (
-                torch.random.fork_rng(devices=devices),
-                torch.no_grad(),
-                capture(self.root, layers=lambda n, m: True, reduce="stats") as cap,
-            ):
-                out = self.root(*args, **kwargs)
-        finally:
-            with torch.no_grad():
-                for b, old in zip(self.root.buffers(), buffers):
-                    b.copy_(old)
+        with (
+            preserved_state(self.root, buffers=True),
+            torch.random.fork_rng(devices=devices),
+            torch.no_grad(),
+            capture(self.root, layers=lambda n, m: True, reduce="stats") as cap,
+        ):
+            out = self.root(*args, **kwargs)
         labels, table = cap.stacked("stats")
         if len(labels):
             bad = (table[:, 7] + table[:, 8] > 0).cpu()
