@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Alert", "ImageInfo", "RunInfo"]
+__all__ = ["Alert", "ImageInfo", "RunInfo", "StepCounter"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,21 @@ class ImageInfo:
     layer: str | None
     kind: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+class StepCounter:
+    """The step numbers a writer hands out (a run, the TensorBoard sink): a given step as it is, and
+    ``None`` one after the last step given to the same writer method (``kind``), so that records of
+    one kind written at explicit steps in delayed batches (the monitor's layer rows) never shift the
+    numbering of another kind (a user's ``run.log(values)``). ``last``: the highest step of any kind."""
+
+    def __init__(self, last: int = -1) -> None:
+        self._start = self.last = last
+        self._kinds: dict[str, int] = {}
+
+    def take(self, step: int | None, kind: str) -> int:
+        before = self._kinds.get(kind, self._start)
+        s = before + 1 if step is None else step
+        self.last = max(self.last, s)
+        self._kinds[kind] = max(before, s)
+        return s

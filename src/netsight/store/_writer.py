@@ -36,7 +36,7 @@ import torch
 from ..errors import ArgumentError, StoreError
 from . import _paths, _schema
 from ._levels import LEVELS, LayerBucket, ScalarBucket
-from ._types import Alert
+from ._types import Alert, StepCounter
 
 __all__ = ["Run", "open_run"]
 
@@ -268,8 +268,7 @@ class Run:
                 path.unlink(missing_ok=True)
                 _paths.lock_path(path).unlink(missing_ok=True)
             raise
-        self._step = self._start_state
-        self._kind_step: dict[str, int] = {}  # the last step per writer method, for step=None
+        self._steps = StepCounter(self._start_state)
         self._name_cache: dict[str, tuple[str, ...]] = {}
         self._writer_cpu = 0.0
         self._wake = threading.Event()
@@ -346,7 +345,7 @@ class Run:
     @property
     def step(self) -> int:
         """The last step logged through this object (or found in the resumed run); -1 before any."""
-        return self._step
+        return self._steps.last
 
     def _check(self) -> None:
         if self._error is not None:
@@ -375,21 +374,16 @@ class Run:
             return
 
     def _take_step(self, step: object, kind: str, argument: str = "step") -> int:
-        """``step``, checked; ``None``: one after the last step this writer method (``kind``) was
-        given. Per method, so that a monitor writing its layer rows in delayed batches does not move
-        the numbering of a user's ``run.log(values)`` calls."""
-        last = self._kind_step.get(kind, self._start_state)
+        """``step``, checked, numbered by :class:`StepCounter` (``None``: per writer method)."""
         if step is None:
-            s = last + 1
-        elif isinstance(step, (int, np.integer)) and not isinstance(step, bool):
+            return self._steps.take(None, kind)
+        if isinstance(step, (int, np.integer)) and not isinstance(step, bool):
             s = int(step)
             if s < 0:
                 raise ArgumentError(f"{argument}: expected a step >= 0, got {s}. Pass the training step.")
         else:
             raise ArgumentError(f"{argument}: expected an int step or None, got {step!r}. Pass e.g. step=10.")
-        self._step = max(self._step, s)
-        self._kind_step[kind] = max(last, s)
-        return s
+        return self._steps.take(s, kind)
 
     def _names(self, names: object, argument: str) -> tuple[str, ...]:
         """Validated names; the same list as last time (the monitor's case) is checked in one compare."""
@@ -658,7 +652,7 @@ class Run:
         self.close("failed" if exc_type is not None else "finished")
 
     def __repr__(self) -> str:
-        return f"Run(name={self.name!r}, path={str(self.path)!r}, step={self._step})"
+        return f"Run(name={self.name!r}, path={str(self.path)!r}, step={self._steps.last})"
 
     # ------------------------------------------------------------------------------ writer thread
     def _loop(self) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import ArgumentError, StoreError
-from ._types import Alert
+from ._types import Alert, StepCounter
 
 __all__ = ["TensorBoardSink", "Tee"]
 
@@ -66,23 +66,18 @@ class TensorBoardSink:
         self.logdir = str(logdir)
         self.layer_metrics = None if layer_metrics is None else set(layer_metrics)
         self._writer = SummaryWriter(log_dir=self.logdir, flush_secs=flush_secs)
-        self._step = -1
-        self._kind_step: dict[str, int] = {}  # per writer method, as in netsight.store.Run
+        self._steps = StepCounter()
         self._closed = False
 
     @property
     def step(self) -> int:
-        return self._step
+        return self._steps.last
 
     def _take(self, step: int | None, kind: str) -> int:
         """``step``, or one after the last step this writer method (``kind``) was given."""
         if self._closed:
             raise StoreError(f"logdir: the TensorBoard sink for {self.logdir!r} is closed.")
-        last = self._kind_step.get(kind, -1)
-        s = last + 1 if step is None else int(step)
-        self._step = max(self._step, s)
-        self._kind_step[kind] = max(last, s)
-        return s
+        return self._steps.take(None if step is None else int(step), kind)
 
     def log(self, values: Mapping[str, object], step: int | None = None) -> None:
         s = self._take(step, "scalars")
@@ -187,7 +182,9 @@ class TensorBoardSink:
         self._writer.add_text(key, text, self._take(step, "text"))
 
     def set_config(self, config: Mapping[str, Any]) -> None:
-        self._writer.add_text("config", json.dumps(dict(config), default=str, indent=1), max(self._step, 0))
+        self._writer.add_text(
+            "config", json.dumps(dict(config), default=str, indent=1), max(self._steps.last, 0)
+        )
 
     def flush(self) -> None:
         self._writer.flush()
