@@ -39,7 +39,10 @@ def _module_is_causal(model: nn.Module | None, layer: str | None) -> bool | None
     if model is None or layer is None:
         return None
     path = layer.split("[", 1)[0]  # "h.1.attn[2]": the module's third call
-    module = dict(unwrap(model).named_modules()).get(path)
+    try:
+        module = unwrap(model).get_submodule(path)
+    except AttributeError:
+        return None
     flag = getattr(module, "is_causal", None)
     return flag if isinstance(flag, bool) else None
 
