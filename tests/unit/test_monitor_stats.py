@@ -303,3 +303,38 @@ def test_bin_finder_equals_bucketize(edges: torch.Tensor) -> None:
     assert torch.equal(bins.index(v), torch.bucketize(v, e32, right=True))
     strided = v[::7].reshape(-1, 1)  # a non-contiguous view
     assert torch.equal(bins.index(strided), torch.bucketize(strided.contiguous(), e32, right=True))
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 5, 5), (6, 7, 3)], ids=["conv-channels", "sequence-features"])
+def test_dead_fraction_and_zero_fraction_of_a_relu_match_a_hand_count(shape: tuple[int, ...]) -> None:
+    """Units (channels of [B, C, H, W], features of [B, T, F]) that never fired over the window are dead;
+    some fire in only one step of the window, some only for one sample, and those are alive."""
+    torch.manual_seed(3)
+    conv = len(shape) == 4
+    layer = nn.Conv2d(3, 8, 1) if conv else nn.Linear(3, 8)
+    net = nn.Sequential(layer, nn.ReLU())
+    with torch.no_grad():
+        layer.bias[:3] = -1e3  # units 0-2: dead whatever the input
+        layer.weight[3] = layer.weight[3].abs() + 0.5
+        layer.bias[3] = -30.0  # unit 3: fires only on the one large positive input below
+    xs = [torch.randn(shape), torch.randn(shape)]
+    big = xs[1][:1].clone() * 0 + 40.0  # one sample of one step with large inputs: unit 3 fires there
+    xs[1] = torch.cat([big, xs[1][1:]])
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)  # weights stay, so the oracle reruns the same forward
+    with ns.watch(net, optimizer=opt, stats="always", heavy="never", dead_window=2) as mon:
+        for x in xs:
+            net(x).sum().backward()
+            opt.step()
+            opt.zero_grad()
+            zero_frac = mon.last.values[mon.layers.index("1"), METRICS.index("act_zero_frac")]
+            with torch.no_grad():
+                out = torch.relu(layer(x))
+            assert close(zero_frac, (out == 0).double().mean().item())
+        dead = mon.last.values[mon.layers.index("1"), METRICS.index("dead_frac")]
+    with torch.no_grad():
+        outs = [torch.relu(layer(x)) for x in xs]
+    dims = (0, 2, 3) if conv else (0, 1)
+    fired = torch.stack([(o != 0).sum(dim=dims) > 0 for o in outs])  # [step, unit]
+    alive = fired.any(dim=0)
+    assert not alive[:3].any() and alive[3] and not fired[0, 3]  # the test means what it says
+    assert close(dead, 1.0 - alive.double().mean().item())

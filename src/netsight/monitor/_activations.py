@@ -314,12 +314,20 @@ class ActivationTap:
             flat = v.reshape(-1)
             f32 = torch.float32
             self._q.append(torch.dot(flat, flat) if v.dtype == f32 else torch.mul(v, v).sum(dtype=f32))
+            alive = None
             if self.zeros[i]:
                 nz = torch.sign(v, out=self._buffer(v))
                 if not self.relu[i]:
                     nz.abs_()
                 self._z_idx.append(len(self._idx) - 1)
-                self._z.append(nz.sum(dtype=torch.float32))
+                dims = unit_dims(v) if self.relu[i] else ()
+                if dims:  # a ReLU's output is >= 0: sign is 1 where non-zero, so the non-zeros per unit
+                    # give both the count and which units fired (no separate amax pass over the output)
+                    per_unit = nz.sum(dim=dims, dtype=torch.float32)
+                    alive = per_unit != 0  # (NaN counts as alive, as amax(...) != 0 did)
+                    self._z.append(per_unit.sum())
+                else:
+                    self._z.append(nz.sum(dtype=torch.float32))
             self._fwd_seq.append(len(self._fwd_names))
             self._fwd_names.append(name)
             bounds = self.sat[i]
@@ -331,8 +339,9 @@ class ActivationTap:
                 self._sat_idx.append(len(self._idx) - 1)
                 self._sat.append(torch.sign(d).add_(1).sign_().sum(dtype=torch.float32))
             if self.relu[i] and v.dim() >= 1:
-                dims = unit_dims(v)
-                alive = (v.amax(dim=dims) if dims else v) != 0
+                if alive is None:
+                    dims = unit_dims(v)
+                    alive = (v.amax(dim=dims) if dims else v) != 0
                 acc = self._alive.get(i)
                 if acc is None or acc.shape != alive.shape:
                     if acc is None:
