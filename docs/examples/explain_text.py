@@ -24,16 +24,19 @@ encoder = AutoModel.from_pretrained(get_model_path()).eval()
 
 
 class SentenceEmbedder(torch.nn.Module):
-    """Token ids [B, T] -> unit-length sentence embeddings [B, 384] (mean of the token states, as
-    sentence-transformers does for this model)."""
+    """Token ids [B, T] -> unit-length sentence embeddings [B, 384] (mean of the real tokens' states,
+    as sentence-transformers does for this model)."""
 
     def __init__(self, encoder: torch.nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        states = self.encoder(input_ids=ids).last_hidden_state
-        return F.normalize(states.mean(dim=1), dim=-1)
+    def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        states = self.encoder(input_ids=ids, attention_mask=attention_mask).last_hidden_state
+        if attention_mask is None:
+            return F.normalize(states.mean(dim=1), dim=-1)
+        real = attention_mask[..., None].to(states.dtype)  # [B, T, 1]: padding left out of the mean
+        return F.normalize((states * real).sum(dim=1) / real.sum(dim=1), dim=-1)
 
 
 model = SentenceEmbedder(encoder)
@@ -82,3 +85,37 @@ print("LIME vs SHAP cosine:", float(F.cosine_similarity(lime.attributions, shap.
 
 fig = shap.figure(names=tokens, top=8)  # a bar per word, strongest first; the rest summed in grey
 fig.savefig("similarity_shap.png", dpi=100)
+
+# A padded batch: the model needs each sentence's attention mask, passed with forward_kwargs. A tensor
+# whose first dimension is the batch size is per sentence: every perturbed copy of a sentence gets
+# that sentence's mask. Special and padding positions are never switched off (-1).
+texts = ["Kittens sleep.", "The cat sat on the warm mat."]
+pair = tokenizer(texts, return_tensors="pt", padding=True, return_special_tokens_mask=True)
+pair_features = torch.arange(pair["input_ids"].shape[1]).expand_as(pair["input_ids"]).clone()
+pair_features[pair["special_tokens_mask"] == 1] = -1
+both = ns.explain(
+    model,
+    pair["input_ids"],
+    target=similarity,
+    method="kernel_shap",
+    feature_mask=pair_features,
+    baseline=tokenizer.mask_token_id,
+    forward_kwargs={"attention_mask": pair["attention_mask"]},
+)
+
+# each sentence alone, without padding, gives the same Shapley values
+for i, text in enumerate(texts):
+    one = tokenizer(text, return_tensors="pt", return_special_tokens_mask=True)
+    one_features = torch.arange(one["input_ids"].shape[1])[None].clone()
+    one_features[one["special_tokens_mask"] == 1] = -1
+    alone = ns.explain(
+        model,
+        one["input_ids"],
+        target=similarity,
+        method="kernel_shap",
+        feature_mask=one_features,
+        baseline=tokenizer.mask_token_id,
+    )
+    n = one["input_ids"].shape[1]
+    gap = float((both.attributions[i, :n] - alone.attributions[0]).abs().max())
+    print(f"{text!r}: padded batch vs alone, max difference {gap:.1e}")

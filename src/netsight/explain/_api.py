@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -31,12 +32,22 @@ def _options_of(fn: Any) -> tuple[str, ...] | None:
 
 def _check_options(method: str, fn: Any, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` checked against the method's; ``progress`` is taken by every method (the quick ones,
-    without a loop, have no bar to show and are not passed it)."""
+    without a loop, have no bar to show and are not passed it), and so is ``forward_kwargs`` (every
+    built-in method takes it; a method registered without it is passed none, and refuses any)."""
     known = _options_of(fn)
     if known is None:
         return options
     if "progress" in options and "progress" not in known:
         options = {k: v for k, v in options.items() if k != "progress"}
+    if "forward_kwargs" in options and "forward_kwargs" not in known:
+        given = options["forward_kwargs"]
+        if not (isinstance(given, Mapping) and not given):  # {} (or None, never put here) asks nothing
+            raise ArgumentError(
+                f"forward_kwargs: {method} (from {getattr(fn, '__module__', '?')}) does not take keyword "
+                "arguments for the model's forward. Give it a forward_kwargs= option, or wrap the model "
+                "in a module that supplies them."
+            )
+        options = {k: v for k, v in options.items() if k != "forward_kwargs"}
     for key in options:
         if key not in known:
             near = closest(key, list(known))
@@ -53,6 +64,8 @@ def explain(
     target: TargetSpec = None,
     method: str = "saliency",
     layer: str | None = None,
+    *,
+    forward_kwargs: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> Explanation:
     """Explain ``model``'s prediction on ``inputs`` with a registered ``method``.
@@ -62,6 +75,7 @@ def explain(
         ex = ns.explain(model, x, target=3, method="grad_cam")
         ex.attributions            # [B, 1, H, W] for layer methods, x's shape for input methods
         ex.overlay(x)              # uint8 [B, H, W, 3]
+        ex = ns.explain(bert, ids, target=1, method="kernel_shap", forward_kwargs={"attention_mask": mask})
 
     Args:
         model: any ``nn.Module``; its mode (train/eval) is kept, and every flag, hook, patch and buffer
@@ -72,6 +86,19 @@ def explain(
         method: a name from :func:`list_methods` (a miss suggests the nearest names).
         layer: for layer methods, a module path, or a glob, module or type that selects exactly one
             module (default: found automatically, see :func:`netsight.explain._common.default_layer`).
+        forward_kwargs: keyword arguments the model's forward needs besides the input (a Hugging Face
+            model's ``attention_mask``, a second input, a ``lengths`` tensor), taken by every method:
+            each call is ``model(rows, **kw)``. A tensor whose first dimension is the batch size ``B``
+            of ``inputs`` is *per sample*: every call gets, for each of its rows, the row of the sample
+            that row belongs to (integrated gradients' path points, SmoothGrad's noisy copies, the
+            perturbed copies of occlusion, RISE, LIME, KernelSHAP and Score-CAM, each chunk of them).
+            It must be on the inputs' device. Every other value (non-tensors, 0-d tensors, tensors of
+            another first dimension) is passed unchanged to every call. With ``B == 1`` any tensor of
+            first dimension 1 is per sample, i.e. repeated for every row, which is also right for a
+            broadcastable ``[1, ...]`` value. The attention methods run one forward of the whole batch:
+            they add ``forward_kwargs`` to a dict of inputs, or pass a tensor input by the name of the
+            forward's first argument (``{"input_ids": ids, **forward_kwargs}``), so an
+            ``attention_mask`` there also picks each sample's explained token.
         options: the method's options (``steps=``, ``baseline=``, ``max_batch=``...). ``progress=``
             (``None``: a bar once the work has run two seconds; ``True``; ``False``) is taken by every
             method (the quick ones ignore it).
@@ -81,6 +108,8 @@ def explain(
         raise ArgumentError(f"model: expected a torch.nn.Module, got {type(model).__name__}.")
     if info.inputs == "image":
         check_inputs(inputs, floating=info.kind in ("gradient", "layer"))
+    if forward_kwargs is not None:
+        options["forward_kwargs"] = forward_kwargs
     options = _check_options(info.name, info.fn, options)
     # gradients need autograd, which inference mode switches off for good (torch.enable_grad cannot undo
     # it): explanations run outside it, and inputs made inside it (inference tensors) are copied out

@@ -32,16 +32,18 @@ from ._common import (
     with_target,
 )
 from ._explanation import Explanation
+from ._forward import NO_ARGS, ForwardArgs, forward_args
 from ._registry import register
 
 Weigh = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (A, G) -> map [N, 1, h, w]
 
 
-def pick_layer(model: nn.Module, x: torch.Tensor, layer: Any) -> str:
+def pick_layer(model: nn.Module, x: torch.Tensor, layer: Any, fwd: ForwardArgs = NO_ARGS) -> str:
     """The path of the one module ``layer`` selects (a path, a glob, a module, a type; a miss names the
-    nearest paths, several matches are listed), or the default layer."""
+    nearest paths, several matches are listed), or the default layer (``fwd``: the forward's keyword
+    arguments, for its probe forward)."""
     if layer is None:
-        return default_layer(model, x)
+        return default_layer(model, x, fwd)
     found = resolve(unwrap(model), layer, argument="layer")
     if len(found) > 1:
         names = [n for n, _ in found]
@@ -67,21 +69,23 @@ def run_cam(  # noqa: PLR0917 - internal helper, called positionally by each CAM
     max_batch: int | None = None,
     progress: bool | None = None,
     options: Mapping[str, Any] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Run a CAM method: ``map = weigh(A, ∂y_c/∂A)``, ReLU'd (``relu``), upsampled to the input.
 
     ``gradients=False`` skips the backward pass (Eigen-CAM needs the activations only).
     """
     x = check_inputs(inputs)
-    name = pick_layer(model, x, layer)
+    fwd = forward_args(forward_kwargs, x)
+    name = pick_layer(model, x, layer, fwd)
     t = prepare_target(target, x.shape[0], x.device)
     hw = (x.shape[-2], x.shape[-1])
 
     with session(model, freeze=False) as s:  # layer_pass records no graph below the layer
-        chunk = chunk_size(model, x, max_batch=max_batch, backward=gradients)
+        chunk = chunk_size(model, x, max_batch=max_batch, backward=gradients, fwd=fwd)
 
-        def one(xc: torch.Tensor, tc: Any) -> tuple[torch.Tensor, torch.Tensor]:
-            lp = layer_pass(s.hooks, model, name, xc, grad=gradients)
+        def one(xc: torch.Tensor, tc: Any, kw: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+            lp = layer_pass(s.hooks, model, name, xc, grad=gradients, kw=kw)
             tt = resolve_chunk(lp.output, tc)
             a = to_grid(lp.leaf.detach(), hw)  # [N, K, h, w]
             if gradients:
@@ -93,7 +97,7 @@ def run_cam(  # noqa: PLR0917 - internal helper, called positionally by each CAM
             classes = tt if isinstance(tt, torch.Tensor) else torch.full((xc.shape[0],), -1, device=xc.device)
             return cam.detach(), classes
 
-        raw, classes = with_target(one, x, t, chunk=chunk, progress=progress, desc=method)
+        raw, classes = with_target(one, x, t, chunk=chunk, progress=progress, desc=method, fwd=fwd)
     if relu:
         raw = torch.relu(raw)
     return Explanation(
@@ -115,7 +119,8 @@ def cam_method(
     """Build and register a CAM method from its weighting alone (one file per method keeps only that).
 
     The registered function has the common CAM signature ``(model, inputs, target=None, *, layer=None,
-    relu=True, max_batch=None, progress=None)``; ``gradients=False`` for methods that need no backward.
+    relu=True, max_batch=None, progress=None, forward_kwargs=None)``; ``gradients=False`` for methods
+    that need no backward.
     """
 
     def method(
@@ -127,6 +132,7 @@ def cam_method(
         relu: bool = True,
         max_batch: int | None = None,
         progress: bool | None = None,
+        forward_kwargs: Mapping[str, Any] | None = None,
     ) -> Explanation:
         return run_cam(
             name,
@@ -139,6 +145,7 @@ def cam_method(
             gradients=gradients,
             max_batch=max_batch,
             progress=progress,
+            forward_kwargs=forward_kwargs,
         )
 
     method.__name__ = method.__qualname__ = name

@@ -25,6 +25,8 @@ from netsight._progress import progress_bar
 from netsight.capture import Hooks, resolve, unwrap
 from netsight.errors import ArgumentError, ExplainError, TargetError
 
+from ._forward import NO_ARGS, NO_KW, ForwardArgs
+
 __all__ = [
     "LayerPass",
     "Session",
@@ -379,13 +381,14 @@ class Probe:
 _PROBES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], Probe]] = weakref.WeakKeyDictionary()
 
 
-def probe(model: nn.Module, example: torch.Tensor) -> Probe:
+def probe(model: nn.Module, example: torch.Tensor, fwd: ForwardArgs = NO_ARGS) -> Probe:
     """Run one sample through ``model`` (eval mode, no grad) and record each module's output shape.
 
-    Cached per model and input shape, so repeated explanations pay for it once.
+    ``fwd``: the forward's keyword arguments (the first sample's rows of the per-sample ones). Cached
+    per model, input shape and keyword arguments' shapes, so repeated explanations pay for it once.
     """
     root = unwrap(model)
-    key = (tuple(example.shape[1:]), example.dtype, example.device.type)
+    key = (tuple(example.shape[1:]), example.dtype, example.device.type, *fwd.key())
     cache = _PROBES.setdefault(root, {})
     if key in cache:
         return cache[key]
@@ -406,7 +409,7 @@ def probe(model: nn.Module, example: torch.Tensor) -> Probe:
         hooks.set_training(root, False)
         for name, module in named:
             hooks.forward(module, _bind(on, name))
-        root(example[:1])
+        root(example[:1], **fwd.rows(slice(0, 1)))
     result = Probe(tuple(order), int(total[0]), leaves)
     cache[key] = result
     return result
@@ -451,6 +454,7 @@ def chunk_size(
     max_batch: int | None = None,
     backward: bool = True,
     fraction: float | None = None,
+    fwd: ForwardArgs = NO_ARGS,
 ) -> int:
     """How many samples one pass may hold, sized to the memory free on the input's device.
 
@@ -459,12 +463,13 @@ def chunk_size(
     gradients), plus the input itself. The budget is a fraction of the free memory (60 % of CUDA's free
     memory, 30 % of the host's available RAM). On the CPU, without ``max_batch``, at most 256 (bigger
     CPU batches buy no speed). ``max_batch`` overrides that: the user's number, as far as the memory
-    budget holds it, never needed to avoid running out of memory.
+    budget holds it, never needed to avoid running out of memory. ``fwd``: the forward's keyword
+    arguments (for the probe).
     """
     check_max_batch(max_batch)
     dev = example_input.device
     if per_item_bytes is None:
-        p = probe(model, example_input)
+        p = probe(model, example_input, fwd)
         item = example_input[:1].numel() * example_input.element_size()
         per_item_bytes = p.leaf_bytes * (2 if backward else 1) + 2 * item
     per_item_bytes = max(int(per_item_bytes), 1)
@@ -515,17 +520,18 @@ def batched(
 
 # -- gradients with respect to the input -----------------------------------------------------------
 def input_gradients(
-    model: nn.Module, x: torch.Tensor, target: Target
+    model: nn.Module, x: torch.Tensor, target: Target, kw: Mapping[str, Any] = NO_KW
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(d score / d x, score, classes)`` for one chunk: ``[N, ...]``, ``[N]``, ``[N]`` long.
 
     ``target``: a slice of a prepared target (:func:`prepare_target`), one class (or ``-1`` for the
-    predicted one) per sample of ``x``, or a callable; classes are ``-1`` for a callable. No ``.grad``
-    is written into the model (``torch.autograd.grad`` with respect to the input only).
+    predicted one) per sample of ``x``, or a callable; classes are ``-1`` for a callable. ``kw``: the
+    forward's keyword arguments for these rows (:meth:`ForwardArgs.rows`). No ``.grad`` is written
+    into the model (``torch.autograd.grad`` with respect to the input only).
     """
     xi = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        out = model(xi)
+        out = model(xi, **kw)
         t = resolve_chunk(out, target)
         s = score(out, t)
         (g,) = torch.autograd.grad(s.sum(), xi)
@@ -542,22 +548,25 @@ def input_gradient_pass(
     progress: bool | None,
     desc: str,
     prepare: Callable[[Hooks], Any] | None = None,
+    fwd: ForwardArgs = NO_ARGS,
 ) -> tuple[torch.Tensor, torch.Tensor, int, Any]:
     """``d score / d x`` for every sample, in memory-sized chunks, inside one :func:`session`.
 
-    ``prepare(hooks)`` runs first (e.g. to install backward rules on the ReLUs). Returns
-    ``(gradients, classes, model calls, whatever prepare returned)``; shared by the gradient methods.
+    ``prepare(hooks)`` runs first (e.g. to install backward rules on the ReLUs); ``fwd``: the forward's
+    keyword arguments. Returns ``(gradients, classes, model calls, whatever prepare returned)``;
+    shared by the gradient methods.
     """
     with session(model) as s:
         extra = prepare(s.hooks) if prepare is not None else None
-        chunk = chunk_size(model, x, max_batch=max_batch)
+        chunk = chunk_size(model, x, max_batch=max_batch, fwd=fwd)
         grads, _, classes = with_target(
-            lambda xc, tc: input_gradients(model, xc, tc),
+            lambda xc, tc, kw: input_gradients(model, xc, tc, kw),
             x,
             target,
             chunk=chunk,
             progress=progress,
             desc=desc,
+            fwd=fwd,
         )
     return grads, classes, s.calls, extra
 
@@ -570,18 +579,32 @@ def with_target(
     chunk: int,
     progress: bool | None = False,
     desc: str = "explain",
+    fwd: ForwardArgs = NO_ARGS,
 ) -> Any:
-    """:func:`batched` over ``x`` with the matching slice of a prepared ``target``:
-    ``fn(x_chunk, target_chunk)``; a callable target is passed whole to every chunk."""
+    """:func:`batched` over ``x`` with the matching slices of a prepared ``target`` and of the
+    forward's keyword arguments ``fwd``: ``fn(x_chunk, target_chunk, kwargs_chunk)``; a callable
+    target is passed whole to every chunk."""
+    names = list(fwd.per_sample)  # sliced with x, so that every chunk's rows and arguments align
+    per = [fwd.per_sample[k] for k in names]
     if isinstance(target, torch.Tensor):
-        return batched(fn, (x, target), chunk=chunk, progress=progress, desc=desc)
-    return batched(lambda xc: fn(xc, target), x, chunk=chunk, progress=progress, desc=desc)
+
+        def sliced(xc: torch.Tensor, tc: torch.Tensor, *kc: torch.Tensor) -> Any:
+            return fn(xc, tc, fwd.with_rows(names, kc))
+
+        return batched(sliced, [x, target, *per], chunk=chunk, progress=progress, desc=desc)
+
+    def whole(xc: torch.Tensor, *kc: torch.Tensor) -> Any:
+        return fn(xc, target, fwd.with_rows(names, kc))
+
+    return batched(whole, [x, *per], chunk=chunk, progress=progress, desc=desc)
 
 
-def forward_scores(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-    """Scores ``[N]`` of one chunk without a graph."""
+def forward_scores(
+    model: nn.Module, x: torch.Tensor, target: Target, kw: Mapping[str, Any] = NO_KW
+) -> torch.Tensor:
+    """Scores ``[N]`` of one chunk without a graph (``kw``: the forward's keyword arguments for it)."""
     with torch.no_grad():
-        return score(model(x), target)
+        return score(model(x, **kw), target)
 
 
 # -- layers ----------------------------------------------------------------------------------------
@@ -634,7 +657,7 @@ def _spatial_outputs(order: Sequence[tuple[str, tuple[int, ...]]]) -> list[int]:
     return found
 
 
-def default_layer(model: nn.Module, inputs: torch.Tensor) -> str:
+def default_layer(model: nn.Module, inputs: torch.Tensor, fwd: ForwardArgs = NO_ARGS) -> str:
     """The layer a layer method uses when none is given.
 
     The last module (in the order modules finish) with a spatial ``[B, C, H, W]`` output that runs once
@@ -644,8 +667,9 @@ def default_layer(model: nn.Module, inputs: torch.Tensor) -> str:
     non-leaf module with token outputs, ``encoder.layers.encoder_layer_11`` in torchvision,
     ``blocks.11`` in timm), taken at its first normalisation (its input): after the last block only the
     class token reaches the head, so gradients at the block's output would be zero on the patch tokens.
+    ``fwd``: the forward's keyword arguments (for the probe).
     """
-    p = probe(model, inputs)
+    p = probe(model, inputs, fwd)
     calls = Counter(n for n, _ in p.order)  # a module that runs twice per forward cannot be the layer
     grids = _spatial_outputs(p.order)
     grid_idx = [i for i in grids if calls[p.order[i][0]] == 1]
@@ -695,9 +719,15 @@ class LayerPass:
 
 
 def layer_pass(
-    hooks: Hooks, model: nn.Module, layer: str, x: torch.Tensor, *, grad: bool = True
+    hooks: Hooks,
+    model: nn.Module,
+    layer: str,
+    x: torch.Tensor,
+    *,
+    grad: bool = True,
+    kw: Mapping[str, Any] = NO_KW,
 ) -> LayerPass:
-    """Run ``model(x)`` once with ``layer``'s output replaced by a leaf tensor that requires grad.
+    """Run ``model(x, **kw)`` once with ``layer``'s output replaced by a leaf tensor that requires grad.
 
     The rest of the network sees a copy of that leaf (so in-place ops after the layer are harmless);
     ``torch.autograd.grad(score, lp.leaf)`` then gives d score / d activation without backpropagating
@@ -737,7 +767,7 @@ def layer_pass(
     handle = hooks.forward(module, hook)
     try:
         with torch.no_grad():  # the hook switches gradients on at the layer (the context restores the mode)
-            out = model(x)
+            out = model(x, **kw)
     finally:
         handle.remove()
     if "leaf" not in box:

@@ -20,7 +20,7 @@ chunked to the free memory (:func:`~netsight.explain._common.chunk_size`), score
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ from ._common import (
     session,
     with_target,
 )
+from ._forward import NO_ARGS, ForwardArgs
 
 __all__ = [
     "FEATURE_KINDS",
@@ -56,6 +57,7 @@ __all__ = [
     "rows_limit",
     "rows_per_chunk",
     "score_feature_groups",
+    "sizing_args",
     "spread_features",
 ]
 
@@ -323,22 +325,23 @@ def reference_scores(
     *,
     chunk: int,
     probability: bool = False,
+    fwd: ForwardArgs = NO_ARGS,
 ) -> tuple[torch.Tensor, Target]:
     """Scores ``[B]`` of the unperturbed inputs and the resolved target (classes ``[B]`` or a callable).
 
     ``target=None`` resolves to each sample's predicted class on the *unperturbed* input, which every
-    perturbed copy of that sample is then scored for.
+    perturbed copy of that sample is then scored for. ``fwd``: the forward's keyword arguments.
     """
     t = prepare_target(target, x.shape[0], x.device)
 
-    def run(xc: torch.Tensor, tc: Target) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(xc: torch.Tensor, tc: Target, kw: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            out = model(xc)
+            out = model(xc, **kw)
             tt = resolve_chunk(out, tc)
             classes = tt if isinstance(tt, torch.Tensor) else torch.full((xc.shape[0],), -1, device=x.device)
             return _scores(out, tt, probability), classes
 
-    s, classes = with_target(run, x, t, chunk=chunk)
+    s, classes = with_target(run, x, t, chunk=chunk, fwd=fwd)
     return s, (classes if isinstance(t, torch.Tensor) else t)
 
 
@@ -349,7 +352,9 @@ _CPU_MAX_ITEMS = 8192
 _SEARCH_BELOW_ITEMS = 256  # masked_forwards searches a larger chunk only when its first holds fewer items
 
 
-def rows_per_chunk(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> int:
+def rows_per_chunk(
+    model: nn.Module, x: torch.Tensor, max_batch: int | None, fwd: ForwardArgs = NO_ARGS
+) -> int:
     """Items one forward may hold for inputs like ``x`` (sized to free memory; ``max_batch`` caps it).
 
     With ``max_batch``, or on CUDA, this is the shared sizing (:func:`~netsight.explain._common.chunk_size`:
@@ -363,16 +368,20 @@ def rows_per_chunk(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> 
     chunks of 2 MiB and 3x as long from 6 MiB up (the allocator returns and re-faults its pages); a
     two-conv CNN at 28 px was as fast at 8 to 128 images per forward and 2.3x slower at 512; ResNet-18
     at 224 px took 1.5x as long for 98 images per forward as for 8 at a time.
+
+    ``fwd``: the forward's keyword arguments (for the probe forward).
     """
     if x.device.type != "cpu" or max_batch is not None:
-        return chunk_size(model, x[:1], max_batch=max_batch, backward=False)
-    item = max(probe(model, x[:1]).leaf_bytes + x[:1].numel() * x.element_size(), 1)
+        return chunk_size(model, x[:1], max_batch=max_batch, backward=False, fwd=fwd)
+    item = max(probe(model, x[:1], fwd).leaf_bytes + x[:1].numel() * x.element_size(), 1)
     big = min(_CPU_MIN_ITEMS, _CPU_CHUNK_BYTES // item)
     cache = min(_CPU_CACHE_BYTES * max(1, torch.get_num_threads()), _CPU_CHUNK_BYTES)
     return max(1, min(_CPU_MAX_ITEMS, max(cache // item, big)))
 
 
-def rows_limit(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> int | None:
+def rows_limit(
+    model: nn.Module, x: torch.Tensor, max_batch: int | None, fwd: ForwardArgs = NO_ARGS
+) -> int | None:
     """How far :func:`masked_forwards` may grow a CPU chunk while it gets faster per item (the memory
     budget of :func:`~netsight.explain._common.chunk_size`, at most 8,192 items); ``None`` (no search)
     on accelerators, which are sized to their memory already, and when ``max_batch`` fixes the chunk.
@@ -388,7 +397,7 @@ def rows_limit(model: nn.Module, x: torch.Tensor, max_batch: int | None) -> int 
     """
     if x.device.type != "cpu" or max_batch is not None or any(m.training for m in model.modules()):
         return None
-    return chunk_size(model, x[:1], max_batch=_CPU_MAX_ITEMS, backward=False)
+    return chunk_size(model, x[:1], max_batch=_CPU_MAX_ITEMS, backward=False, fwd=fwd)
 
 
 class _ChunkSearch:
@@ -447,6 +456,7 @@ def masked_forwards(
     desc: str = "perturb",
     items_per_id: int = 1,
     grow_to: int | None = None,
+    fwd: ForwardArgs = NO_ARGS,
 ) -> torch.Tensor:
     """Scores ``[n * items_per_id]`` of perturbed items, ``chunk`` ids per forward, built on the fly.
 
@@ -456,7 +466,8 @@ def masked_forwards(
     build that returns the very same owner tensor for every full chunk has its classes gathered once.
     ``grow_to``: ids per forward the chunk may grow to while that is faster per item (``_ChunkSearch``,
     from :func:`rows_limit`; the forwards are timed, so only on the CPU); ``build`` must then take
-    ranges of any length up to it.
+    ranges of any length up to it. ``fwd``: the forward's keyword arguments; each item gets the rows
+    of the sample it belongs to (gathered once per owner tensor too).
     """
     if chunk < 1:
         raise ArgumentError(f"chunk: expected a positive number of items per forward, got {chunk}.")
@@ -471,6 +482,9 @@ def masked_forwards(
     # and its classes [m, 1]
     last: tuple[torch.Tensor | None, int] = (None, -1)
     idx = torch.zeros((0, 1), dtype=torch.long, device=device)
+    # the same for the forward's per-sample keyword arguments: the owner they were gathered for
+    last_kw: tuple[torch.Tensor | None, int] = (None, -1)
+    kw: Mapping[str, Any] = fwd.fixed
     # many small items per chunk (tabular rows): the cache-sized chunk is right, and trying a larger
     # one costs more than it can win (measured: up to 9 % at 500 coalitions); few large items
     # (images, token sequences): the search
@@ -486,10 +500,12 @@ def masked_forwards(
                 xs, owner = build(lo, hi)
                 m = (hi - lo) * items_per_id
                 dest = out[lo * items_per_id : hi * items_per_id]
+                if fwd.per_sample and (owner is not last_kw[0] or owner._version != last_kw[1]):
+                    last_kw, kw = (owner, owner._version), fwd.rows(owner)
                 if isinstance(target, torch.Tensor) and not probability:
                     if owner is not last[0] or owner._version != last[1]:
                         last, idx = (owner, owner._version), target.index_select(0, owner)[:, None]
-                    scores = logits(model(xs)).float()
+                    scores = logits(model(xs, **kw)).float()
                     if scores.shape[0] != m:
                         raise TargetError(
                             f"target: {m} classes for {scores.shape[0]} outputs; pass one class per sample."
@@ -497,7 +513,7 @@ def masked_forwards(
                     torch.gather(scores, 1, idx, out=dest[:, None])
                 else:
                     t = target[owner] if isinstance(target, torch.Tensor) else target
-                    got = _scores(model(xs), t, probability)
+                    got = _scores(model(xs, **kw), t, probability)
                     if got.shape != (m,):
                         raise TargetError(
                             f"target: the callable returned {tuple(got.shape)} scores for {m} inputs; it "
@@ -553,6 +569,7 @@ def coalition_scores(
     grow_to: int | None = None,
     progress: bool | None = None,
     desc: str = "coalitions",
+    fwd: ForwardArgs = NO_ARGS,
 ) -> torch.Tensor:
     """The model's score on every coalition ``z`` ``[n, M]`` (bool) for every sample: ``[n, B]``.
 
@@ -561,7 +578,7 @@ def coalition_scores(
     the score is the mean over them. ``x``: ``[B, *S]``; ``labels``: ``[B, *S']`` broadcastable to it;
     ``fill``: ``[B, K, *S]``;
     ``target``: classes ``[B]`` or a callable. ``chunk`` (and ``grow_to``, see :func:`masked_forwards`):
-    items per forward.
+    items per forward. ``fwd``: the forward's keyword arguments, for the ``B`` samples of ``x``.
     """
     n, m = z.shape
     b, k = fill.shape[0], fill.shape[1]
@@ -614,6 +631,7 @@ def coalition_scores(
         desc=desc,
         items_per_id=per_id,
         grow_to=grow,
+        fwd=fwd,
     )
     return flat.view(n, b, k).mean(dim=2)
 
@@ -640,15 +658,18 @@ def score_feature_groups(
     max_batch: int | None,
     progress: bool | None,
     desc: str,
+    fwd: ForwardArgs = NO_ARGS,
 ) -> tuple[list[GroupScores], Target, int]:
     """What the surrogate methods (KernelSHAP, LIME) share: resolve ``target`` on the unperturbed
     inputs, then score ``coalitions(m)`` (``[n, m]`` bool) for every group of samples with ``m``
-    features, in memory-sized chunks. Returns the groups, the resolved target and the model calls."""
+    features, in memory-sized chunks. Returns the groups, the resolved target and the model calls.
+    ``fwd``: the forward's keyword arguments."""
     out = []
     with session(model, freeze=False) as s:  # forwards without gradients: nothing to freeze
-        chunk = rows_per_chunk(model, x, max_batch)
-        limit = rows_limit(model, x, max_batch)
-        _ref, t = reference_scores(model, x, target, chunk=chunk)
+        sizing = sizing_args(fwd)
+        chunk = rows_per_chunk(model, x, max_batch, **sizing)
+        limit = rows_limit(model, x, max_batch, **sizing)
+        _ref, t = reference_scores(model, x, target, chunk=chunk, fwd=fwd)
         for m, members in feats.groups():
             idx = torch.tensor(members, device=x.device)
             z = coalitions(m)
@@ -663,9 +684,16 @@ def score_feature_groups(
                 grow_to=limit,
                 progress=progress,
                 desc=desc,
+                fwd=fwd.select(idx),
             )
             out.append(GroupScores(m, idx, z, y))
     return out, t, s.calls
+
+
+def sizing_args(fwd: ForwardArgs) -> dict[str, ForwardArgs]:
+    """``fwd=`` for :func:`rows_per_chunk` and :func:`rows_limit` when there are keyword arguments, and
+    nothing otherwise (their three-argument form, which the tests replace to fix the chunk)."""
+    return {"fwd": fwd} if fwd else {}
 
 
 def spread_features(feats: Features, per_feature: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

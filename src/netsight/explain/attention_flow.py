@@ -9,6 +9,7 @@ for inputs of a few dozen tokens.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -18,6 +19,7 @@ from ..attention import attention_flow as _flow
 from ..attention._relevance import build_explanation, default_token, reject_target, token_meta
 from ..errors import ArgumentError
 from ._explanation import Explanation
+from ._forward import merged_inputs
 from ._registry import register
 
 #: Above this many graph nodes ((layers + 1) x tokens) the exact max-flow gets slow in pure Python.
@@ -41,14 +43,18 @@ def attention_flow(
     residual: float = 0.5,
     token: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Flow relevance of the input tokens for output ``token`` (``[B, T]``; ``[B, 1, H, W]`` for a ViT).
 
     ``token``: the explained output position, the same for every sample (default: each sample's first
     real token, or its last real token for a causal model, after the inputs' ``attention_mask``).
+    ``forward_kwargs``: added to the inputs of the one forward of the whole batch
+    (:func:`netsight.explain._forward.merged_inputs`); an ``attention_mask`` there counts as the inputs'.
     """
     reject_target("attention_flow", target)
-    maps = attention(model, inputs, layers=layer, reduce="mean")
+    run = merged_inputs(model, inputs, forward_kwargs, "attention_flow")
+    maps = attention(model, run, layers=layer, reduce="mean")
     layers = [maps[n] for n in maps.names]
     n_nodes = (len(layers) + 1) * layers[0].shape[-1]
     if n_nodes > MAX_NODES:
@@ -56,7 +62,7 @@ def attention_flow(
             f"inputs: attention flow over {len(layers)} layers x {layers[0].shape[-1]} tokens is a graph "
             f"of {n_nodes} nodes (limit {MAX_NODES}); use method='attention_rollout' for long inputs."
         )
-    rows = default_token(layers[-1][:, 0], token, inputs=inputs, model=model, layer=maps.names[-1])  # [B]
+    rows = default_token(layers[-1][:, 0], token, inputs=run, model=model, layer=maps.names[-1])  # [B]
     flow = _flow(layers, residual=residual, rows=rows[:, None], progress=progress)[:, 0]
     ex: Explanation = build_explanation(
         "attention_flow",

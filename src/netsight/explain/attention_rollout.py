@@ -10,6 +10,7 @@ rows, so long inputs stay in memory.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -17,6 +18,7 @@ from torch import nn
 from ..attention import attention
 from ..attention._relevance import build_explanation, default_token, pick_rows, reject_target, token_meta
 from ._explanation import Explanation
+from ._forward import merged_inputs
 from ._registry import register
 
 
@@ -37,6 +39,7 @@ def attention_rollout(
     residual: float = 0.5,
     token: int | None = None,
     chunk_rows: int | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Rollout relevance of the input tokens for output ``token`` (``[B, T]``; ``[B, 1, H, W]`` for a ViT).
 
@@ -44,14 +47,17 @@ def attention_rollout(
     ``token``: the explained output position, the same for every sample (default: each sample's first
     real token, or its last real token for a causal model; real tokens are those of the inputs'
     ``attention_mask``, so a padded batch explains every sample's own token).
+    ``forward_kwargs``: added to the inputs of the one forward of the whole batch
+    (:func:`netsight.explain._forward.merged_inputs`); an ``attention_mask`` there counts as the inputs'.
     """
     reject_target("attention_rollout", target)
+    run = merged_inputs(model, inputs, forward_kwargs, "attention_rollout")
     maps = attention(
-        model, inputs, layers=layer, rollout=True, keep=False, residual=residual, chunk_rows=chunk_rows
+        model, run, layers=layer, rollout=True, keep=False, residual=residual, chunk_rows=chunk_rows
     )
     assert maps.rollout is not None
     layers = list(maps.shapes)
-    rows = default_token(maps.rollout, token, inputs=inputs, model=model, layer=layers[-1])  # [B]
+    rows = default_token(maps.rollout, token, inputs=run, model=model, layer=layers[-1])  # [B]
     ex: Explanation = build_explanation(
         "attention_rollout",
         model,

@@ -7,6 +7,7 @@ as formulated for attribution by Springenberg et al. (2015), fig. 1: ``R_l = (R_
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -33,9 +34,17 @@ def deconvnet(
     layer: Any = None,
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Deconvnet attributions (Zeiler & Fergus 2014) through every ``nn.ReLU`` of ``model``."""
     no_layer("deconvnet", layer)
     return relu_rule_gradients(
-        "deconvnet", "deconvnet", model, inputs, target, max_batch=max_batch, progress=progress
+        "deconvnet",
+        "deconvnet",
+        model,
+        inputs,
+        target,
+        max_batch=max_batch,
+        progress=progress,
+        forward_kwargs=forward_kwargs,
     )

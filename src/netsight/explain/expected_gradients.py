@@ -11,6 +11,7 @@ also adds Gaussian noise ``stdev`` to the input of each draw). Completeness hold
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -36,6 +37,7 @@ from ._common import (
     with_target,
 )
 from ._explanation import Explanation
+from ._forward import forward_args
 from ._registry import register
 
 
@@ -58,6 +60,7 @@ def expected_gradients(
     generator: torch.Generator | None = None,
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Expected gradients with ``samples`` draws per input.
 
@@ -83,6 +86,7 @@ def expected_gradients(
     else:
         pool = make_baseline(x, baselines, generator=generator)  # one per input
     t = prepare_target(target, b, x.device)
+    fwd = forward_args(forward_kwargs, x)
     pick = torch.randint(pool.shape[0], (b * samples,), generator=generator, device=x.device)
     if pool.shape[0] == b and not (isinstance(baselines, torch.Tensor) and baselines.dim() == x.dim()):
         pick = torch.arange(b, device=x.device).repeat_interleave(samples)
@@ -93,16 +97,16 @@ def expected_gradients(
         else None
     )
     with session(model) as s:
-        chunk = chunk_size(model, x, max_batch=max_batch)
+        chunk = chunk_size(model, x, max_batch=max_batch, fwd=fwd)
 
-        def ends(xc: torch.Tensor, tc: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        def ends(xc: torch.Tensor, tc: Any, kw: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.no_grad():
-                out = model(xc)
+                out = model(xc, **kw)
             tt = resolve_chunk(out, tc)
             classes = tt if isinstance(tt, torch.Tensor) else torch.full((xc.shape[0],), -1, device=xc.device)
             return score(out, tt), classes
 
-        fx, classes = with_target(ends, x, t, chunk=chunk)
+        fx, classes = with_target(ends, x, t, chunk=chunk, fwd=fwd)
         tt: Target = classes if isinstance(t, torch.Tensor) else t
         acc = torch.zeros_like(x)
         view = (-1,) + (1,) * (x.dim() - 1)
@@ -113,10 +117,10 @@ def expected_gradients(
             xi = x[sample] if noise is None else x[sample] + noise[idc]
             pts = base + alphas[idc].view(view) * (xi - base)
             tc = tt[sample] if isinstance(tt, torch.Tensor) else tt
-            g, _, _ = input_gradients(model, pts, tc)
+            kw = fwd.rows(sample)
+            g, _, _ = input_gradients(model, pts, tc, kw)
             acc.index_add_(0, sample, g * (xi - base))
-            bt = tt[sample] if isinstance(tt, torch.Tensor) else tt
-            return forward_scores(model, base, bt)
+            return forward_scores(model, base, tc, kw)
 
         fb = batched(
             one,

@@ -9,6 +9,7 @@ explained output token is the relevance of the input tokens, for the chosen clas
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from ..capture import Hooks, unwrap
 from ..errors import AttentionError
 from ._common import resolve_target, score
 from ._explanation import Explanation
+from ._forward import merged_inputs
 from ._registry import register
 
 
@@ -39,12 +41,16 @@ def grad_attention(
     *,
     layer: Any = None,
     token: int | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Class-specific token relevance ``[B, T]`` (``[B, 1, H, W]`` for a ViT) for output ``token``.
 
     ``token``: the explained output position, the same for every sample (default: each sample's first
     real token, or its last real token for a causal model, after the inputs' ``attention_mask``).
+    ``forward_kwargs``: added to the inputs of the one forward of the whole batch
+    (:func:`netsight.explain._forward.merged_inputs`); an ``attention_mask`` there counts as the inputs'.
     """
+    run = merged_inputs(model, inputs, forward_kwargs, "grad_attention")
     root = unwrap(model)
     sources = select_sources(root, layer)
     with Hooks(root) as hooks:
@@ -53,7 +59,7 @@ def grad_attention(
                 hooks.set_requires_grad(p, True)
         got = live_attention(hooks, root, sources)
         with torch.enable_grad():
-            out = call_model(model, inputs)
+            out = call_model(model, run)
             t = resolve_target(out, target)
             s = score(out, t)
             names = list(got)
@@ -63,7 +69,7 @@ def grad_attention(
             grads = torch.autograd.grad(s.sum(), maps, allow_unused=True)
     g = [torch.zeros_like(a) if d is None else d for a, d in zip(maps, grads)]
     r = grad_rollout([a.detach() for a in maps], g)
-    rows = default_token(maps[-1].detach().mean(dim=1), token, inputs=inputs, model=model, layer=names[-1])
+    rows = default_token(maps[-1].detach().mean(dim=1), token, inputs=run, model=model, layer=names[-1])
     ex: Explanation = build_explanation(
         "grad_attention",
         model,

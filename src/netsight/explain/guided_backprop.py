@@ -7,6 +7,7 @@ Net", ICLR workshop, section 3.4 and fig. 1: at each ReLU the backward signal is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from ._common import (
     resolved,
 )
 from ._explanation import Explanation
+from ._forward import forward_args
 from ._registry import register
 
 
@@ -34,6 +36,7 @@ def relu_rule_gradients(
     *,
     max_batch: int | None,
     progress: bool | None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """The input gradient with ``rule`` on every ReLU (shared by guided backprop and deconvnet)."""
     x = check_inputs(inputs)
@@ -46,6 +49,7 @@ def relu_rule_gradients(
         progress=progress,
         desc=method,
         prepare=lambda hooks: _relu_rules.install(hooks, model, rule),
+        fwd=forward_args(forward_kwargs, x),
     )
     return Explanation(
         attributions=grads,
@@ -70,9 +74,17 @@ def guided_backprop(
     layer: Any = None,
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Guided backpropagation (Springenberg et al. 2015) through every ``nn.ReLU`` of ``model``."""
     no_layer("guided_backprop", layer)
     return relu_rule_gradients(
-        "guided_backprop", "guided", model, inputs, target, max_batch=max_batch, progress=progress
+        "guided_backprop",
+        "guided",
+        model,
+        inputs,
+        target,
+        max_batch=max_batch,
+        progress=progress,
+        forward_kwargs=forward_kwargs,
     )

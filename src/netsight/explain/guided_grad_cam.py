@@ -8,6 +8,7 @@ input's size, broadcast over the input's channels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 
 from ._common import TargetSpec, check_inputs
 from ._explanation import Explanation
+from ._forward import forward_args
 from ._registry import register
 from .grad_cam import grad_cam
 from .guided_backprop import guided_backprop
@@ -36,13 +38,15 @@ def guided_grad_cam(
     layer: Any = None,
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Guided Grad-CAM (Selvaraju et al. 2017) with Grad-CAM at ``layer`` (default: last spatial)."""
     x = check_inputs(inputs)
-    cam = grad_cam(model, x, target, layer=layer, max_batch=max_batch, progress=progress)
+    fwd = forward_args(forward_kwargs, x)  # split once, for both halves
+    cam = grad_cam(model, x, target, layer=layer, max_batch=max_batch, progress=progress, forward_kwargs=fwd)
     # the same classes for both halves (the predicted ones were resolved by Grad-CAM)
     same = cam.target if cam.target is not None else target
-    guided = guided_backprop(model, x, same, max_batch=max_batch, progress=progress)
+    guided = guided_backprop(model, x, same, max_batch=max_batch, progress=progress, forward_kwargs=fwd)
     return Explanation(
         attributions=guided.attributions * cam.attributions,
         method="guided_grad_cam",

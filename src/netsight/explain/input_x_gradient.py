@@ -7,6 +7,7 @@ term; equal to DeepLIFT with a zero baseline for piecewise-linear networks).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from ._common import (
     resolved,
 )
 from ._explanation import Explanation
+from ._forward import forward_args
 from ._registry import register
 
 
@@ -39,13 +41,20 @@ def input_x_gradient(
     layer: Any = None,
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """``x * dy_c/dx`` (Shrikumar et al. 2016)."""
     no_layer("input_x_gradient", layer)
     x = check_inputs(inputs)
     t = prepare_target(target, x.shape[0], x.device)
     grads, classes, calls, _ = input_gradient_pass(
-        model, x, t, max_batch=max_batch, progress=progress, desc="input_x_gradient"
+        model,
+        x,
+        t,
+        max_batch=max_batch,
+        progress=progress,
+        desc="input_x_gradient",
+        fwd=forward_args(forward_kwargs, x),
     )
     return Explanation(
         attributions=x.detach() * grads,

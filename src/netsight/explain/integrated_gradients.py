@@ -33,6 +33,7 @@ falls as ``1/n^2``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,7 @@ from ._common import (
     with_target,
 )
 from ._explanation import Explanation
+from ._forward import NO_ARGS, ForwardArgs, forward_args
 from ._registry import register
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre")
@@ -102,10 +104,12 @@ def path_integral(  # noqa: PLR0917 - internal, called once with all of them
     *,
     chunk: int,
     progress: bool | None,
+    fwd: ForwardArgs = NO_ARGS,
 ) -> torch.Tensor:
     """``(x - x') * sum_j w_j dF(x' + a_j (x - x'))/dx`` for every sample, chunked over ``B * n`` points.
 
-    Points are made per chunk (never all at once); gradients are summed into one accumulator.
+    Points are made per chunk (never all at once); gradients are summed into one accumulator. Each
+    point gets its sample's rows of the forward's keyword arguments ``fwd``.
     """
     b, n = x.shape[0], alphas.numel()
     a = alphas.to(device=x.device, dtype=x.dtype)
@@ -118,7 +122,7 @@ def path_integral(  # noqa: PLR0917 - internal, called once with all of them
         sample, step = idc // n, idc % n
         pts = xb[sample] + a[step].view(view) * diff[sample]
         tc = classes[sample] if isinstance(classes, torch.Tensor) else classes
-        g, s, _ = input_gradients(model, pts, tc)
+        g, s, _ = input_gradients(model, pts, tc, fwd.rows(sample))
         acc.index_add_(0, sample, g * w[step].view(view))
         return s
 
@@ -138,9 +142,11 @@ def gradients_at(  # noqa: PLR0917 - internal
     *,
     chunk: int,
     progress: bool | None,
+    fwd: ForwardArgs = NO_ARGS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients ``[N, ...]`` and scores ``[N]`` at the path points ``x'_s + a (x_s - x'_s)`` for the
-    ``N`` pairs ``(sample[k], alphas[k])``, chunked; points are made per chunk."""
+    ``N`` pairs ``(sample[k], alphas[k])``, chunked; points are made per chunk (with their samples'
+    keyword arguments ``fwd``)."""
     view = (-1,) + (1,) * (xb.dim() - 1)
     a = alphas.to(device=xb.device, dtype=xb.dtype)
 
@@ -148,7 +154,7 @@ def gradients_at(  # noqa: PLR0917 - internal
         s = sample[idc]
         pts = xb[s] + a[idc].view(view) * diff[s]  # [n, ...]
         tc = classes[s] if isinstance(classes, torch.Tensor) else classes
-        g, f, _ = input_gradients(model, pts, tc)
+        g, f, _ = input_gradients(model, pts, tc, fwd.rows(s))
         return g, f
 
     out: tuple[torch.Tensor, torch.Tensor] = batched(
@@ -173,6 +179,7 @@ def adaptive_trapezoid(
     max_steps: int,
     chunk: int,
     progress: bool | None,
+    fwd: ForwardArgs = NO_ARGS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adaptive trapezoid rule per sample (module docstring): ``(attributions, nodes per sample)``.
 
@@ -204,6 +211,7 @@ def adaptive_trapezoid(
             torch.cat([new[i] for i in todo]),
             chunk=chunk,
             progress=progress,
+            fwd=fwd,
         )  # [N, ...], [N]
         hf = torch.stack([(g * diff[sample]).sum(dim=dims), f]).double().cpu()  # [2, N], one transfer
         later = []
@@ -250,6 +258,7 @@ def _refine_whole(
     max_steps: int,
     chunk: int,
     progress: bool | None,
+    fwd: ForwardArgs = NO_ARGS,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A fixed rule with ``n0`` nodes; with ``tolerance``, whole samples refined (module docstring).
     Returns ``(attributions, completeness error, nodes per sample)``."""
@@ -264,6 +273,7 @@ def _refine_whole(
     done_nodes = 0
     while True:
         tsub: Target = tt[todo] if isinstance(tt, torch.Tensor) else tt
+        fsub = fwd.select(todo)
         if gsum is not None:  # midpoints of n intervals contain those of n/3: add the new ones only
             alphas = (torch.arange(n, dtype=torch.float64) + 0.5) / n
             if done_nodes:
@@ -277,12 +287,15 @@ def _refine_whole(
                 torch.ones_like(alphas),
                 chunk=chunk,
                 progress=progress,
+                fwd=fsub,
             )
             gsum[todo] += part
             a = gsum[todo] / n
         else:
             alphas, weights = nodes(rule, n)
-            a = path_integral(model, x[todo], xb[todo], tsub, alphas, weights, chunk=chunk, progress=progress)
+            a = path_integral(
+                model, x[todo], xb[todo], tsub, alphas, weights, chunk=chunk, progress=progress, fwd=fsub
+            )
         e = (a.sum(dim=dims) - delta[todo]).abs()
         attr[todo] = a
         err[todo] = e
@@ -328,6 +341,7 @@ def integrated_gradients(
     generator: torch.Generator | None = None,
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Integrated gradients (Sundararajan et al. 2017).
 
@@ -372,21 +386,24 @@ def integrated_gradients(
             f"steps + 1 nodes), got {max_steps!r}."
         )
     t = prepare_target(target, x.shape[0], x.device)
+    fwd = forward_args(forward_kwargs, x)
     xb = make_baseline(x, baseline, blur_sigma=blur_sigma, generator=generator)
     with session(model) as s:
-        chunk = chunk_size(model, x, max_batch=max_batch)
-        fwd_chunk = chunk_size(model, x, max_batch=max_batch, backward=False)
+        chunk = chunk_size(model, x, max_batch=max_batch, fwd=fwd)
+        fwd_chunk = chunk_size(model, x, max_batch=max_batch, backward=False, fwd=fwd)
 
-        def ends(xc: torch.Tensor, tc: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        def ends(xc: torch.Tensor, tc: Any, kw: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.no_grad():
-                out = model(xc)
+                out = model(xc, **kw)
             tt = resolve_chunk(out, tc)
             classes = tt if isinstance(tt, torch.Tensor) else torch.full((xc.shape[0],), -1, device=xc.device)
             return score(out, tt), classes
 
-        fx, classes = with_target(ends, x, t, chunk=fwd_chunk)
+        fx, classes = with_target(ends, x, t, chunk=fwd_chunk, fwd=fwd)
         tt: Target = classes if isinstance(t, torch.Tensor) else t
-        fb = with_target(lambda xc, tc: forward_scores(model, xc, tc), xb, tt, chunk=fwd_chunk)
+        fb = with_target(
+            lambda xc, tc, kw: forward_scores(model, xc, tc, kw), xb, tt, chunk=fwd_chunk, fwd=fwd
+        )
         delta = fx - fb
         dims = tuple(range(1, x.dim()))
 
@@ -403,6 +420,7 @@ def integrated_gradients(
                 max_steps=max_steps,
                 chunk=chunk,
                 progress=progress,
+                fwd=fwd,
             )
             err = (attr.sum(dim=dims) - delta).abs()
         else:
@@ -418,6 +436,7 @@ def integrated_gradients(
                 max_steps=max_steps,
                 chunk=chunk,
                 progress=progress,
+                fwd=fwd,
             )
     return Explanation(
         attributions=attr,

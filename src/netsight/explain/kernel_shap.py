@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -37,6 +37,7 @@ from netsight.errors import ArgumentError
 from ._common import TargetSpec, check_inputs, no_layer, resolved
 from ._explanation import Explanation
 from ._features import fill_values, make_features, score_feature_groups, spread_features
+from ._forward import forward_args
 from ._registry import register
 
 __all__ = ["kernel_shap", "shapley_coalitions", "shapley_kernel", "solve_shapley"]
@@ -161,6 +162,7 @@ def kernel_shap(
     seed: int = 0,
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """KernelSHAP (Lundberg & Lee 2017) over images (superpixels or cells), token ids or tabular columns.
 
@@ -211,6 +213,7 @@ def kernel_shap(
         max_batch=max_batch,
         progress=progress,
         desc="kernel_shap",
+        fwd=forward_args(forward_kwargs, x),
     )
     for g in groups:
         w, _exact = weights[g.m]

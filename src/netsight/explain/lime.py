@@ -20,7 +20,7 @@ chunked on the input's device; the regression is solved in torch (``torch.linalg
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -31,6 +31,7 @@ from netsight.errors import ArgumentError
 from ._common import TargetSpec, check_inputs, no_layer, resolved
 from ._explanation import Explanation
 from ._features import fill_values, make_features, score_feature_groups, spread_features
+from ._forward import forward_args
 from ._registry import register
 
 __all__ = ["lime", "lime_samples", "weighted_ridge"]
@@ -125,6 +126,7 @@ def lime(
     seed: int = 0,
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """LIME (Ribeiro et al. 2016) over images (superpixels or grid cells), token ids or tabular columns.
 
@@ -179,6 +181,7 @@ def lime(
         max_batch=max_batch,
         progress=progress,
         desc="lime",
+        fwd=forward_args(forward_kwargs, x),
     )
     for g in groups:
         width = (

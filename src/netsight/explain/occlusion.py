@@ -14,7 +14,7 @@ the input's device.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -24,7 +24,8 @@ from netsight.errors import ArgumentError
 
 from ._common import TargetSpec, check_inputs, no_layer, resolved, session
 from ._explanation import Explanation
-from ._features import fill_values, masked_forwards, reference_scores, rows_limit, rows_per_chunk
+from ._features import fill_values, masked_forwards, reference_scores, rows_limit, rows_per_chunk, sizing_args
+from ._forward import forward_args
 from ._registry import register
 
 
@@ -114,6 +115,7 @@ def occlusion(
     baseline: float | torch.Tensor = 0.0,
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Occlusion sensitivity (Zeiler & Fergus 2014), matching Captum's ``Occlusion``.
 
@@ -146,9 +148,10 @@ def occlusion(
     n_windows = math.prod(counts)
     b = x.shape[0]
     base = fill_values(x, baseline, None)[:, 0]  # [B, *S]
+    fwd = forward_args(forward_kwargs, x)
     with session(model, freeze=False) as s:  # forwards without gradients: nothing to freeze
-        chunk = rows_per_chunk(model, x, max_batch)
-        ref, t = reference_scores(model, x, target, chunk=chunk)
+        chunk = rows_per_chunk(model, x, max_batch, **sizing_args(fwd))
+        ref, t = reference_scores(model, x, target, chunk=chunk, fwd=fwd)
 
         def build(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
             ids = torch.arange(lo, hi, device=x.device)
@@ -165,7 +168,8 @@ def occlusion(
             device=x.device,
             progress=progress,
             desc="occlusion",
-            grow_to=rows_limit(model, x, max_batch),
+            grow_to=rows_limit(model, x, max_batch, **sizing_args(fwd)),
+            fwd=fwd,
         ).view(n_windows, b)
     drops = ref[None, :] - occluded  # [W, B]
     total = torch.zeros(b, x[0].numel(), dtype=torch.float32, device=x.device)

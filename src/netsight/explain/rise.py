@@ -18,6 +18,7 @@ masks are generated per chunk from a seeded generator on the input's device.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,8 @@ from netsight.errors import ArgumentError
 from ._baselines import gaussian_blur
 from ._common import TargetSpec, check_inputs, no_layer, resolved, session
 from ._explanation import Explanation
-from ._features import masked_forwards, reference_scores, rows_limit, rows_per_chunk
+from ._features import masked_forwards, reference_scores, rows_limit, rows_per_chunk, sizing_args
+from ._forward import forward_args
 from ._registry import register
 
 __all__ = ["DeletionInsertion", "deletion_insertion", "rise", "rise_masks"]
@@ -96,6 +98,7 @@ def rise(
     seed: int = 0,
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """RISE saliency (Petsiuk et al. 2018), ``[B, 1, H, W]``.
 
@@ -130,9 +133,10 @@ def rise(
         ],
         dim=1,
     )  # [N, 2]
+    fwd = forward_args(forward_kwargs, x)
     with session(model, freeze=False) as s:  # forwards without gradients: nothing to freeze
-        chunk = rows_per_chunk(model, x, max_batch)
-        _ref, t = reference_scores(model, x, target, chunk=chunk, probability=probability)
+        chunk = rows_per_chunk(model, x, max_batch, **sizing_args(fwd))
+        _ref, t = reference_scores(model, x, target, chunk=chunk, probability=probability, fwd=fwd)
 
         def build(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
             ids = torch.arange(lo, hi, device=x.device)
@@ -150,7 +154,8 @@ def rise(
             probability=probability,
             progress=progress,
             desc="rise",
-            grow_to=rows_limit(model, x, max_batch),
+            grow_to=rows_limit(model, x, max_batch, **sizing_args(fwd)),
+            fwd=fwd,
         ).view(n_masks, b)
     sal = torch.zeros(b, h * w, dtype=torch.float32, device=x.device)
     step = max(1, chunk)
@@ -214,6 +219,7 @@ def deletion_insertion(
     output: str = "probability",
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> DeletionInsertion:
     """Deletion and insertion curves of ``saliency`` maps (Petsiuk et al. 2018, section 4.1).
 
@@ -223,6 +229,7 @@ def deletion_insertion(
     copy of the input (insertion, ``blur_sigma`` pixels; the paper's blur). The AUC is the trapezoid rule
     over fractions in ``[0, 1]``. ``mode``: ``"both"``, ``"deletion"`` or ``"insertion"``.
     All ``(steps + 1) · B`` forwards per curve run batched and chunked; the model is left as it was.
+    ``forward_kwargs``: keyword arguments of every model call, as in :func:`netsight.explain.explain`.
     """
     x = _image(inputs, "deletion_insertion")
     if mode not in ("both", "deletion", "insertion"):
@@ -247,9 +254,10 @@ def deletion_insertion(
     fractions = counts.float() / (h * w)
     blurred = gaussian_blur(x, blur_sigma) if mode in ("both", "insertion") else x
     curves: dict[str, torch.Tensor] = {}
+    fwd = forward_args(forward_kwargs, x)
     with session(model, freeze=False):  # forwards without gradients: nothing to freeze
-        chunk = rows_per_chunk(model, x, max_batch)
-        _ref, t = reference_scores(model, x, target, chunk=chunk, probability=probability)
+        chunk = rows_per_chunk(model, x, max_batch, **sizing_args(fwd))
+        _ref, t = reference_scores(model, x, target, chunk=chunk, probability=probability, fwd=fwd)
         for name in ("deletion", "insertion"):
             if mode not in ("both", name):
                 continue
@@ -273,7 +281,8 @@ def deletion_insertion(
                     probability=probability,
                     progress=progress,
                     desc=name,
-                    grow_to=rows_limit(model, x, max_batch),
+                    grow_to=rows_limit(model, x, max_batch, **sizing_args(fwd)),
+                    fwd=fwd,
                 )
                 .view(steps + 1, b)
                 .T

@@ -7,6 +7,7 @@ after it: the magnitude of the derivative; the paper takes the maximum over colo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from ._common import (
     resolved,
 )
 from ._explanation import Explanation
+from ._forward import forward_args
 from ._registry import register
 
 
@@ -40,13 +42,20 @@ def saliency(
     abs: bool = True,  # noqa: A002 - the name users know from Captum
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Saliency map ``|∂y_c/∂x|`` (Simonyan et al. 2014); ``abs=False`` keeps the sign."""
     no_layer("saliency", layer)
     x = check_inputs(inputs)
     t = prepare_target(target, x.shape[0], x.device)
     grads, classes, calls, _ = input_gradient_pass(
-        model, x, t, max_batch=max_batch, progress=progress, desc="saliency"
+        model,
+        x,
+        t,
+        max_batch=max_batch,
+        progress=progress,
+        desc="saliency",
+        fwd=forward_args(forward_kwargs, x),
     )
     attr = grads.abs() if abs else grads
     return Explanation(

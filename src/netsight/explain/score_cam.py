@@ -11,6 +11,7 @@ The ``B * K`` masked forwards are batched and chunked to the free memory; masks 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -33,6 +34,7 @@ from ._common import (
     with_target,
 )
 from ._explanation import Explanation
+from ._forward import forward_args
 from ._registry import register
 
 
@@ -53,22 +55,24 @@ def score_cam(
     relu: bool = True,
     max_batch: int | None = None,
     progress: bool | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
     """Score-CAM (Wang et al. 2020) at ``layer`` (default: the last spatial layer)."""
     x = check_inputs(inputs)
-    name = pick_layer(model, x, layer)
+    fwd = forward_args(forward_kwargs, x)
+    name = pick_layer(model, x, layer, fwd)
     t = prepare_target(target, x.shape[0], x.device)
     hw = (x.shape[-2], x.shape[-1])
     with session(model, freeze=False) as s:  # forwards without gradients: nothing to freeze
-        chunk = chunk_size(model, x, max_batch=max_batch, backward=False)
+        chunk = chunk_size(model, x, max_batch=max_batch, backward=False, fwd=fwd)
 
-        def first(xc: torch.Tensor, tc: Any) -> tuple[torch.Tensor, torch.Tensor]:
-            lp = layer_pass(s.hooks, model, name, xc, grad=False)
+        def first(xc: torch.Tensor, tc: Any, kw: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+            lp = layer_pass(s.hooks, model, name, xc, grad=False, kw=kw)
             tt = resolve_chunk(lp.output, tc)
             classes = tt if isinstance(tt, torch.Tensor) else torch.full((xc.shape[0],), -1, device=xc.device)
             return to_grid(lp.leaf, hw), classes
 
-        acts, classes = with_target(first, x, t, chunk=chunk)  # [B, K, h, w], [B]
+        acts, classes = with_target(first, x, t, chunk=chunk, fwd=fwd)  # [B, K, h, w], [B]
         b, k = acts.shape[:2]
         ids = torch.arange(b * k, device=x.device)
 
@@ -79,7 +83,7 @@ def score_cam(
             hi = m.amax(dim=(2, 3), keepdim=True)
             m = (m - lo) / (hi - lo + 1e-8)
             tc = classes[sample] if isinstance(t, torch.Tensor) else t
-            return forward_scores(model, x[sample] * m.to(x.dtype), tc)
+            return forward_scores(model, x[sample] * m.to(x.dtype), tc, fwd.rows(sample))
 
         scores = batched(masked, ids, chunk=chunk, progress=progress, desc="score_cam").reshape(b, k)
     weights = torch.softmax(scores.float(), dim=1).to(acts.dtype)  # [B, K]

@@ -32,6 +32,7 @@ from ._common import (
     with_target,
 )
 from ._explanation import Explanation
+from ._forward import forward_args
 from ._registry import get_method, register
 
 _WRAPPERS = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -50,8 +51,10 @@ def noise_tunnel(
     base_options: Mapping[str, Any] | None,
     max_batch: int | None,
     progress: bool | None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> Explanation:
-    """Run ``base`` on ``samples`` noisy copies of each input and reduce (``kind``)."""
+    """Run ``base`` on ``samples`` noisy copies of each input and reduce (``kind``); every copy gets its
+    sample's rows of ``forward_kwargs``."""
     x = check_inputs(inputs).detach()
     info = get_method(base)
     if info.kind != "gradient" or info.name in _WRAPPERS:
@@ -63,28 +66,49 @@ def noise_tunnel(
         raise ArgumentError(f"samples: expected a positive int (noisy copies per input), got {samples!r}.")
     if sigma < 0:
         raise ArgumentError(f"sigma: expected a fraction of the input range >= 0, got {sigma!r}.")
+    if base_options is not None and "forward_kwargs" in base_options:
+        raise ArgumentError(
+            f"base_options: holds forward_kwargs; pass forward_kwargs= to {kind} itself, which gives each "
+            "noisy copy its sample's keyword arguments."
+        )
     b = x.shape[0]
+    fwd = forward_args(forward_kwargs, x)
     t = prepare_target(target, b, x.device)
     dims = tuple(range(1, x.dim()))
     std = sigma * (x.amax(dim=dims) - x.amin(dim=dims))  # [B], the paper's noise level
     with session(model) as s:
         if isinstance(t, torch.Tensor) and bool((t < 0).any()):
 
-            def predict(xc: torch.Tensor, tc: torch.Tensor) -> torch.Tensor:
+            def predict(xc: torch.Tensor, tc: torch.Tensor, kw: Mapping[str, Any]) -> torch.Tensor:
                 with torch.no_grad():
-                    r = resolve_chunk(model(xc), tc)
+                    r = resolve_chunk(model(xc, **kw), tc)
                 assert isinstance(r, torch.Tensor)
                 return r
 
-            t = with_target(predict, x, t, chunk=chunk_size(model, x, max_batch=max_batch, backward=False))
+            chunk = chunk_size(model, x, max_batch=max_batch, backward=False, fwd=fwd)
+            t = with_target(predict, x, t, chunk=chunk, fwd=fwd)
         calls = s.calls
     noisy = x.repeat_interleave(samples, dim=0)
     view = (-1,) + (1,) * (x.dim() - 1)
     noise = torch.randn(noisy.shape, generator=generator, device=x.device, dtype=x.dtype)
     noisy = noisy + noise * std.repeat_interleave(samples).view(view)
     rep_t = t.repeat_interleave(samples) if isinstance(t, torch.Tensor) else t
+    # the noisy copies' keyword arguments, already split (a value passed as it is stays so, even when
+    # its first dimension happens to be B * samples)
+    rep_fwd = (
+        fwd.select(torch.arange(b, device=x.device).repeat_interleave(samples)) if fwd.per_sample else fwd
+    )
     opts = dict(base_options or {})
-    ex = info.fn(model, noisy, rep_t, layer=None, max_batch=max_batch, progress=progress, **opts)
+    ex = info.fn(
+        model,
+        noisy,
+        rep_t,
+        layer=None,
+        max_batch=max_batch,
+        progress=progress,
+        forward_kwargs=rep_fwd if rep_fwd else None,
+        **opts,
+    )
     m = ex.attributions.reshape(b, samples, *ex.attributions.shape[1:])
     if kind == "smoothgrad":
         attr = m.mean(dim=1)
@@ -125,6 +149,7 @@ def _make(kind: str, summary: str) -> None:
         base_options: Mapping[str, Any] | None = None,
         max_batch: int | None = None,
         progress: bool | None = None,
+        forward_kwargs: Mapping[str, Any] | None = None,
     ) -> Explanation:
         no_layer(kind, layer)
         return noise_tunnel(
@@ -139,6 +164,7 @@ def _make(kind: str, summary: str) -> None:
             base_options=base_options,
             max_batch=max_batch,
             progress=progress,
+            forward_kwargs=forward_kwargs,
         )
 
     method.__name__ = method.__qualname__ = kind
