@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -341,3 +342,35 @@ def test_dead_fraction_and_zero_fraction_of_a_relu_match_a_hand_count(shape: tup
     assert alive[3]
     assert not fired[0, 3]
     assert close(dead, 1.0 - alive.double().mean().item())
+
+
+@pytest.mark.parametrize("stats", ["always", 10**9], ids=["full-steps", "gradient-norm-only-steps"])
+def test_norms_of_large_tensors_match_float64(stats: Any) -> None:
+    # the every-step gradient norm, the weight norm and the update: above 2^20 elements a CPU norm is a
+    # pairwise sum of squares (within 1e-6 of float64), not _foreach_norm's float32 accumulation (8.6e-5
+    # off at 4M elements, like torch.linalg.vector_norm)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2048, 2048), nn.Identity(), nn.Linear(2048, 3))
+    with torch.no_grad():
+        net[0].weight.add_(0.02)  # same-signed weights and gradients: float32 accumulation drifts most
+        net[2].weight.abs_()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    with ns.watch(net, optimizer=opt, stats=stats, heavy="never") as mon:
+        for _ in range(2):
+            net(torch.rand(8, 2048) + 0.5).sum().backward()  # positive inputs and output weights
+            grad = net[0].weight.grad.double().clone()
+            grad = torch.cat([grad.reshape(-1), net[0].bias.grad.double()])
+            before = torch.cat([p.detach().double().reshape(-1).clone() for p in net[0].parameters()])
+            opt.step()
+            after = torch.cat([p.detach().double().reshape(-1) for p in net[0].parameters()])
+            opt.zero_grad()
+        last = mon.last
+    assert last is not None
+    row = last.values[mon.layers.index("0")]
+    want = {"grad_norm": float(grad.norm())}
+    if stats == "always":
+        want["weight_norm"] = float(before.norm())
+        want["update_ratio"] = float((after - before).norm() / before.norm())
+    for metric, value in want.items():
+        got = row[METRICS.index(metric)]
+        assert abs(got - value) <= 1e-6 * value, (metric, got, value, abs(got - value) / value)
