@@ -374,3 +374,31 @@ def test_norms_of_large_tensors_match_float64(stats: Any) -> None:
     for metric, value in want.items():
         got = row[METRICS.index(metric)]
         assert abs(got - value) <= 1e-6 * value, (metric, got, value, abs(got - value) / value)
+
+
+def test_activation_statistics_and_delta_of_large_outputs_match_float64() -> None:
+    # 1M-element ReLU outputs (same-signed, where float32 accumulation drifts most): the sums of squares
+    # are pairwise sums on a CPU, not torch.dot (1.5e-4 off at 2^20 elements), so the standard deviation
+    # and the error signal's norm stay within 1e-6 of float64
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 64 * 64, 2))
+    x = torch.randn(4, 3, 64, 64)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    with ns.watch(net, optimizer=opt, stats="always", heavy="never") as mon:
+        net(x).square().sum().backward()
+        opt.step()
+        last = mon.last
+    assert last is not None
+    h = net[0](x)
+    h.retain_grad()
+    a = torch.relu(h)
+    a.retain_grad()
+    net[3](a.flatten(1)).square().sum().backward()
+    col = {m: i for i, m in enumerate(METRICS)}
+    for layer, out in (("0", h), ("1", a)):
+        assert out.numel() >= 1 << 20
+        row = last.values[mon.layers.index(layer)]
+        d, g = out.detach().double(), out.grad.double()
+        for metric, want in (("act_mean", d.mean()), ("act_std", d.std()), ("delta_norm", g.norm())):
+            got = row[col[metric]]
+            assert abs(got - float(want)) <= 1e-6 * abs(float(want)), (layer, metric, got, float(want))
