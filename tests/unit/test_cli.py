@@ -295,3 +295,40 @@ def test_explain_timm_model(tmp_path: Path) -> None:
     res = invoke("explain", str(image), "-m", "timm:resnet10", "--out", str(out))
     assert res.exit_code == 1
     assert "resnet10t" in res.output or "Did you mean" in res.output
+
+
+def test_explain_in_batches_gives_the_same_overlays_as_one_batch(tmp_path: Path) -> None:
+    """--batch 2 over five images (batches of 2, 2, 1): every overlay and index row equal one batch's."""
+    from skimage import data, io
+
+    photos = [data.chelsea(), data.astronaut(), data.coffee()]
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"img{i}.png"
+        io.imsave(p, photos[i % 3][i * 7 :, i * 5 :], check_contrast=False)
+        paths.append(str(p))
+    (tmp_path / "tiny.py").write_text(FACTORY)
+    torch.manual_seed(3)
+    torch.save(Tiny().state_dict(), tmp_path / "w.pt")
+    outs = {}
+    for b in ("2", "16"):
+        outs[b] = tmp_path / f"out{b}"
+        res = invoke(
+            "explain", *paths, "-m", f"{tmp_path / 'tiny.py'}:build", "--weights", str(tmp_path / "w.pt"),
+            "--method", "grad_cam", "--method", "saliency", "--size", "40", "--batch", b,
+            "--out", str(outs[b]), "--no-progress",
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert "wrote 10 overlays" in res.output
+    for i in range(5):
+        for suffix in ("", "_grad_cam", "_saliency"):
+            name = f"img{i}{suffix}.png"
+            assert (outs["2"] / name).read_bytes() == (outs["16"] / name).read_bytes(), name
+    assert (outs["2"] / "index.html").read_text() == (outs["16"] / "index.html").read_text()
+    bad = invoke("explain", paths[0], "nope.png", "-m", "torchvision:resnet18", "--out", str(tmp_path / "x"))
+    assert bad.exit_code != 0
+    assert "nope.png" in bad.output
+    assert not (tmp_path / "x").exists()  # refused before any work
+    zero = invoke("explain", paths[0], "-m", "torchvision:resnet18", "--batch", "0")
+    assert zero.exit_code != 0
+    assert "--batch" in zero.output

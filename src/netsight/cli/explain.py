@@ -47,6 +47,9 @@ def explain(
         False, "--pretrained", help="Download the published weights (torchvision/timm); needs the network."
     ),
     size: int = typer.Option(224, "--size", help="Shorter side resized to SIZE, then centre-cropped."),
+    batch: int = typer.Option(
+        16, "--batch", help="Images read and explained together; lower it when memory runs out."
+    ),
     alpha: float = typer.Option(0.5, "--alpha", help="Weight of the heatmap in the overlay (0..1)."),
     cmap: str = typer.Option("jet", "--cmap", help="Colour map of the heatmap (jet, viridis, magma, ...)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps ..."),
@@ -89,6 +92,11 @@ def explain(
             fail(f"--size: expected a side of at least 1 pixel, got {size}. Pass e.g. --size 224.")
         if out.exists() and not out.is_dir():
             fail(f"--out: {str(out)!r} is a file; pass a folder for the PNGs and index.html.")
+        if batch < 1:
+            fail(f"--batch: expected at least 1 image per batch, got {batch}. Pass e.g. --batch 16.")
+        missing = [p for p in images if not p.is_file()]
+        if missing:  # before any work, not when its batch comes
+            fail(f"IMAGE: no such file {str(missing[0])!r}.")
         dev = _device(device)
         loaded = load_model(model, weights=weights, pretrained=pretrained)
         layered = [info.name for info in infos if info.needs_layer]
@@ -99,59 +107,62 @@ def explain(
                 "load the Python model (file.py:factory --weights state_dict.pt)."
             )
         net = loaded.model.to(dev)
-        pictures, x = load_images(list(images), size=size)
-        x = x.to(dev)
-        with torch.no_grad():
-            probs = net(x).softmax(-1)
-        conf, pred = probs.max(-1)
-        if target is not None and not 0 <= target < probs.shape[-1]:
-            fail(
-                f"--target: class {target} is outside the model's {probs.shape[-1]} outputs "
-                f"(0..{probs.shape[-1] - 1})."
-            )
         out.mkdir(parents=True, exist_ok=True)
         stems = _unique_stems(images)
-        cells: dict[tuple[int, str], str] = {}
-        for i, stem in enumerate(stems):
-            save_png(to_uint8(pictures[i].permute(1, 2, 0)).contiguous(), out / f"{stem}.png")
-        bar = _progress(len(infos), progress)
+        cats = loaded.categories
+        rows = []
+        cells = 0
+        bar = _progress(len(images) * len(infos), progress)
         try:
-            for info in infos:
-                ex = ns.explain(
-                    net,
-                    x,
-                    target=target,
-                    method=info.name,
-                    layer=layer if info.needs_layer else None,
-                    progress=None if progress else False,  # a long method also gets a bar of its own
-                )
-                over = ex.overlay(pictures.to(dev), cmap=cmap, alpha=alpha)  # uint8 [B, H, W, 3]
-                for i, stem in enumerate(stems):
-                    name = f"{stem}_{info.name}.png"
-                    save_png(over[i], out / name)
-                    cells[(i, info.name)] = name
-                if bar is not None:
-                    bar.update(1)
+            for first in range(0, len(images), batch):  # one batch of images in memory at a time
+                paths, names = images[first : first + batch], stems[first : first + batch]
+                pictures, x = load_images(list(paths), size=size)
+                x = x.to(dev)
+                with torch.no_grad():
+                    probs = net(x).softmax(-1)
+                pred = probs.argmax(-1)
+                if target is not None and not 0 <= target < probs.shape[-1]:
+                    fail(
+                        f"--target: class {target} is outside the model's {probs.shape[-1]} outputs "
+                        f"(0..{probs.shape[-1] - 1})."
+                    )
+                for i, stem in enumerate(names):
+                    save_png(to_uint8(pictures[i].permute(1, 2, 0)).contiguous(), out / f"{stem}.png")
+                drawn: dict[tuple[int, str], str] = {}
+                for info in infos:
+                    ex = ns.explain(
+                        net,
+                        x,
+                        target=target,
+                        method=info.name,
+                        layer=layer if info.needs_layer else None,
+                        progress=None if progress else False,  # a long method also gets a bar of its own
+                    )
+                    over = ex.overlay(pictures.to(dev), cmap=cmap, alpha=alpha)  # uint8 [B, H, W, 3]
+                    for i, stem in enumerate(names):
+                        name = f"{stem}_{info.name}.png"
+                        save_png(over[i], out / name)
+                        drawn[(i, info.name)] = name
+                    if bar is not None:
+                        bar.update(len(paths))
+                for i, stem in enumerate(names):
+                    cls = int(pred[i]) if target is None else target
+                    label = cats[cls] if cats and cls < len(cats) else f"class {cls}"
+                    rows.append(
+                        (
+                            f"{paths[i].name}: {label} (p={float(probs[i, cls]):.3f})",
+                            [f"{stem}.png"] + [drawn[(i, info.name)] for info in infos],
+                        )
+                    )
+                cells += len(drawn)
         finally:
             if bar is not None:
                 bar.close()
-        cats = loaded.categories
-        rows = []
-        for i, stem in enumerate(stems):
-            cls = int(pred[i]) if target is None else target
-            label = cats[cls] if cats and cls < len(cats) else f"class {cls}"
-            rows.append(
-                (
-                    f"{images[i].name}: {label} (p={float(probs[i, cls]):.3f})",
-                    [f"{stem}.png"] + [cells[(i, info.name)] for info in infos],
-                )
-            )
         sub = f"model {loaded.spec}" + (" (random weights)" if not pretrained and ":" in model else "")
         page = gallery_html("netsight explain", ["input", *[info.name for info in infos]], rows, subtitle=sub)
         index = out / "index.html"
         index.write_text(page, encoding="utf-8")
-        del conf
-        console.print(f"wrote {len(cells)} overlays and [bold]{index}[/bold]")
+        console.print(f"wrote {cells} overlays and [bold]{index}[/bold]")
 
     run_command(body)
 
@@ -191,4 +202,4 @@ def _progress(total: int, on: bool) -> Any:
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc="explain", unit="method")
+    return tqdm(total=total, desc="explain", unit="overlay")
