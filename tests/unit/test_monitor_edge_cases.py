@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import netsight as ns
-from netsight.errors import AlertError
+from netsight.errors import AlertError, ArgumentError
 from netsight.monitor import METRICS
 
 GRAD = METRICS.index("grad_norm")
@@ -432,3 +432,10 @@ def test_an_optimizer_of_master_copies_still_gets_the_models_update_ratio() -> N
     expected = float((after - before).double().norm() / before.double().norm())
     assert mon.last.values[mon.layers.index("0"), ratio] == pytest.approx(expected, rel=1e-5)
     assert expected > 0
+
+
+def test_watch_option_typo_names_the_nearest_options() -> None:
+    net = nn.Linear(3, 2)
+    with pytest.raises(ArgumentError, match=r"histogramz.*Did you mean 'histograms'"):
+        ns.watch(net, histogramz=True)
+    assert ns.hooks_on(net) == {}

@@ -50,6 +50,7 @@ problem are kept.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import time
@@ -67,7 +68,7 @@ from torch import nn
 from ..capture import HandleList, Hooks, resolve, unwrap
 from ..capture._selectors import Layers
 from ..capture.reducers import log_edges
-from ..errors import AlertError, ArgumentError, CaptureError
+from ..errors import AlertError, ArgumentError, CaptureError, closest
 from . import _distributed
 from ._activations import ActivationTap, TapLayout, default_layers
 from ._histograms import LogBins, histograms_of_samples, sample_many
@@ -919,4 +920,12 @@ def watch(
             :func:`netsight.serve` options such as ``{"port": 0}``); ``mon.server`` is its handle. It
             keeps serving after ``close()`` (the finished run stays browsable); ``mon.server.stop()``.
     """
+    known = [n for n in inspect.signature(Monitor.__init__).parameters if n not in ("self", "model")]
+    for key in options:
+        if key not in known:
+            near = closest(key, known, n=3)
+            hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+            raise ArgumentError(
+                f"{key}: ns.watch has no option {key!r}.{hint} Its options: {', '.join(known)}."
+            )
     return Monitor(model, optimizer, run, **options)
