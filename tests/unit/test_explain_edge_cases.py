@@ -239,3 +239,25 @@ def test_uint8_images_group_like_float_images(method: str, options: dict[str, An
     got = ns.explain(OnPixels().eval(), pixels, target=1, method=method, **options)
     want = ns.explain(OnFloats().eval(), pixels.float(), target=1, method=method, **options)
     torch.testing.assert_close(got.attributions.float(), want.attributions.float(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "grad_cam"])
+def test_token_ids_to_a_gradient_method_name_the_methods_that_take_them(method: str) -> None:
+    net = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 2))
+    with pytest.raises(ArgumentError, match=r"integer inputs \(dtype torch.int64.*kernel_shap or lime"):
+        ns.explain(net, torch.randint(0, 10, (2, 3)), method=method)
+    assert ns.hooks_on(net) == {}
+
+
+def test_the_models_own_error_says_what_batch_it_was_given() -> None:
+    """A single image [3, H, W] without its batch dimension: the model's shape error (from the one-sample
+    probe forward, which shows batch 1) gets a note with the real shape and the fix; nothing is left."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    before = [p.detach().clone() for p in net.parameters()]
+    with pytest.raises(RuntimeError) as got:
+        ns.explain(net, torch.randn(3, 8, 8), method="saliency")
+    notes = "\n".join(getattr(got.value, "__notes__", []))
+    assert "(3, 8, 8)" in notes
+    assert "x.unsqueeze(0)" in notes
+    assert ns.hooks_on(net) == {}
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))

@@ -12,7 +12,7 @@ from torch import nn
 
 from netsight.capture import preserved_state
 from netsight.capture._selectors import unwrap_once
-from netsight.errors import ArgumentError, closest
+from netsight.errors import ArgumentError, NetsightError, closest
 
 from ._common import TargetSpec, check_inputs
 from ._explanation import Explanation
@@ -116,4 +116,16 @@ def explain(
     with torch.inference_mode(False), preserved_state(model, buffers=True), unwrap_once():
         if isinstance(inputs, torch.Tensor) and inputs.is_inference():
             inputs = inputs.clone()
-        return info.fn(model, inputs, target, layer=layer, **options)
+        try:
+            return info.fn(model, inputs, target, layer=layer, **options)
+        except NetsightError:
+            raise
+        except Exception as exc:  # the model's own error (a shape mismatch...): say what it was given
+            if isinstance(inputs, torch.Tensor):
+                exc.add_note(
+                    f"netsight: raised while explaining with {info.name!r} a batch of shape "
+                    f"{tuple(inputs.shape)} (the method runs the model on chunks of it, and on one sample "
+                    "first to size the chunks). inputs must be a batch [B, ...]: for a single sample, "
+                    "pass x.unsqueeze(0)."
+                )
+            raise
