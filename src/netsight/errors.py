@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 __all__ = [
     "AlertError",
@@ -110,6 +111,27 @@ class NetsightWarning(UserWarning):
 
 class CaptureBudgetWarning(NetsightWarning):
     """A capture reached its ``max_bytes`` budget; from then on it keeps reductions only."""
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` called right here that points at the first frame outside
+    netsight and torch: the user's line (a warning raised inside a hook would otherwise name a line of
+    ``torch/nn/modules/module.py``)."""
+    import sys
+
+    skip = (str(Path(__file__).resolve().parent), str(Path(_torch_file()).resolve().parent))
+    level = 1
+    frame = sys._getframe(1)  # the caller of user_stacklevel (the one calling warnings.warn)
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(skip):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def _torch_file() -> str:
+    import torch
+
+    return str(torch.__file__)
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:

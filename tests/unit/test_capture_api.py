@@ -152,6 +152,7 @@ def test_budget_is_never_exceeded_and_warns_once() -> None:
     budget = [w for w in caught if issubclass(w.category, CaptureBudgetWarning)]
     assert len(budget) == 1
     assert "max_bytes" in str(budget[0].message)
+    assert budget[0].filename == __file__  # the user's line, not torch's module call inside a hook
     assert cap.over_budget
     assert 0 < cap.nbytes <= 3000
     # layers past the budget keep statistics instead of full tensors

@@ -511,3 +511,22 @@ def test_histogram_edges_must_be_finite_and_increasing(tmp_path: Path, edges: li
         good[1] = 5.0  # changed in place after a check: checked again
         with pytest.raises(ArgumentError, match="edges"):
             run.log_histograms(1, "grad", ["fc"], good, torch.ones(1, 4))
+
+
+def test_a_name_not_yet_committed_by_a_live_writer_says_so(tmp_path: Path) -> None:
+    run = ns.open_run(tmp_path, name="live", commit_interval=60)  # nothing committed for a minute
+    try:
+        run.log({"loss": 1.0}, step=0)
+        reader = store.open(tmp_path).run("live")
+        with pytest.raises(ns.errors.UnknownNameError, match=r"being written now.*run\.flush\(\)"):
+            reader.series("loss")
+        run.flush()
+        steps, values = reader.series("loss")
+        assert list(steps) == [0]
+        assert list(values) == [1.0]
+    finally:
+        run.close()
+    with pytest.raises(ns.errors.UnknownNameError) as got:  # a finished run: no such hint
+        store.open(tmp_path).run("live").series("lost")
+    assert "being written" not in str(got.value)
+    assert "Did you mean 'loss'" in str(got.value)

@@ -12,7 +12,14 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from ..errors import ArgumentError, CaptureBudgetWarning, CaptureError, UnknownNameError, closest
+from ..errors import (
+    ArgumentError,
+    CaptureBudgetWarning,
+    CaptureError,
+    UnknownNameError,
+    closest,
+    user_stacklevel,
+)
 from ._hooks import Hooks, in_backward
 from ._selectors import Layers, resolve, strip_prefix, unwrap
 from ._structure import Rebuild, flatten, primary
@@ -214,7 +221,7 @@ class Capture:
                 f" ({', '.join(r.name for r in self._active_reducers())}). Raise max_bytes, choose fewer "
                 "layers, or pass reduce=... to keep summaries from the start.",
                 CaptureBudgetWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),  # the user's line, not the hook's caller in torch
             )
         return False
 

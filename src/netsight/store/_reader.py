@@ -251,6 +251,11 @@ class RunReader:
             known = [r[0] for r in conn.execute(f"SELECT {column} FROM {table}")]  # noqa: S608
             near = closest(name, known) if isinstance(name, str) else []
             hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+            if _paths.is_writing(self.path):
+                hint += (
+                    " The run is being written now: a name appears once the writer commits it (within its "
+                    "commit_interval, 0.25 s by default; run.flush() on the writing side commits at once)."
+                )
             raise UnknownNameError(
                 f"{argument}: run {self.name!r} has no {what} {name!r}.{hint} Known: {sorted(known)[:20]}"
             )
