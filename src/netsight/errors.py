@@ -118,10 +118,11 @@ def user_stacklevel() -> int:
     netsight and torch: the user's line (a warning raised inside a hook would otherwise name a line of
     ``torch/nn/modules/module.py``)."""
     import sys
+    from types import FrameType
 
     skip = (str(Path(__file__).resolve().parent), str(Path(_torch_file()).resolve().parent))
     level = 1
-    frame = sys._getframe(1)  # the caller of user_stacklevel (the one calling warnings.warn)
+    frame: FrameType | None = sys._getframe(1)  # the function calling warnings.warn
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(skip):
         frame = frame.f_back
         level += 1
