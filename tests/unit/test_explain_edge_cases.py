@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import netsight as ns
-from netsight.errors import ArgumentError, TargetError
+from netsight.errors import ArgumentError, NetsightWarning, TargetError
 
 #: options that keep every image method to a few passes
 FAST: dict[str, dict[str, Any]] = {
@@ -87,7 +87,11 @@ def test_a_training_model_keeps_its_batchnorm_statistics(method: str) -> None:
     model = _net().train()
     model.fc.weight.requires_grad_(False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    ex = _explain(model, torch.randn(2, 3, 12, 12), 1, method)
+    with pytest.warns(
+        NetsightWarning, match=r"dropout module\(s\) in training mode .*model\.eval\(\)"
+    ) as got:
+        ex = _explain(model, torch.randn(2, 3, 12, 12), 1, method)
+    assert got[0].filename == __file__  # the user's line
     assert ex.attributions.shape[0] == 2
     after = model.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
@@ -104,7 +108,7 @@ def test_buffers_come_back_also_when_the_method_raises() -> None:
     def bad(out: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("target failed after the forward")
 
-    with pytest.raises(RuntimeError, match="target failed"):
+    with pytest.raises(RuntimeError, match="target failed"), pytest.warns(NetsightWarning, match="dropout"):
         ns.explain(model, torch.randn(2, 3, 8, 8), bad, method="saliency")
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 

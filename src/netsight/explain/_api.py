@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +13,7 @@ from torch import nn
 
 from netsight.capture import preserved_state
 from netsight.capture._selectors import unwrap_once
-from netsight.errors import ArgumentError, NetsightError, closest
+from netsight.errors import ArgumentError, NetsightError, NetsightWarning, closest, user_stacklevel
 
 from ._common import TargetSpec, check_inputs
 from ._explanation import Explanation
@@ -111,6 +112,7 @@ def explain(
     if forward_kwargs is not None:
         options["forward_kwargs"] = forward_kwargs
     options = _check_options(info.name, info.fn, options)
+    _warn_if_random(model, info.name)
     # gradients need autograd, which inference mode switches off for good (torch.enable_grad cannot undo
     # it): explanations run outside it, and inputs made inside it (inference tensors) are copied out
     with torch.inference_mode(False), preserved_state(model, buffers=True), unwrap_once():
@@ -129,3 +131,21 @@ def explain(
                     "pass x.unsqueeze(0)."
                 )
             raise
+
+
+def _warn_if_random(model: nn.Module, method: str) -> None:
+    """Warn when dropout is active: the model's mode is kept (the user's choice), but then every forward
+    drops different units and two calls give different attributions."""
+    active = [
+        name or type(model).__name__
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0
+    ]
+    if active:
+        warnings.warn(
+            f"model: {len(active)} dropout module(s) in training mode ({', '.join(active[:3])}"
+            f"{', ...' if len(active) > 3 else ''}): each forward of {method} drops different units, so the "
+            "attributions are random. Call model.eval() before explaining (netsight keeps the mode you set).",
+            NetsightWarning,
+            stacklevel=user_stacklevel(),
+        )
