@@ -7,6 +7,7 @@ import torch
 from _explain_models import minmax, pearson, resnet18, tiny_cnn, without_inplace
 from captum.attr import GuidedGradCam, LayerAttribution, LayerGradCam
 from pytorch_grad_cam import (
+    AblationCAM,
     EigenCAM,
     GradCAM,
     GradCAMPlusPlus,
@@ -40,7 +41,7 @@ def case(request: pytest.FixtureRequest) -> tuple[torch.nn.Module, torch.Tensor,
 def _pgc(cls: type, model: torch.nn.Module, layer: str, x: torch.Tensor, target: list[int]) -> torch.Tensor:
     peer_model = without_inplace(model)
     with cls(model=peer_model, target_layers=[_module(peer_model, layer)]) as cam:
-        if cls is ScoreCAM:
+        if cls in (ScoreCAM, AblationCAM):
             cam.batch_size = 64
         out = cam(input_tensor=x.clone(), targets=[ClassifierOutputTarget(t) for t in target])
     return torch.from_numpy(out)[:, None]  # [B, 1, H, W], min-max scaled by the peer
@@ -82,6 +83,39 @@ def test_score_cam_matches_pytorch_grad_cam(case) -> None:
     assert r >= 0.99, f"score_cam: Pearson {r:.4f}"
     if ours.meta["raw"].shape[-2:] == x.shape[-2:]:
         assert (minmax(ours.attributions) - minmax(theirs)).abs().max().item() <= 1e-5
+
+
+def test_ablation_cam_matches_pytorch_grad_cam(case, untouched) -> None:
+    """Both zero one channel at a time (the peer does so where the layer's output has minimum 0, as after
+    a ReLU, which holds for these layers) and weigh it by the relative score drop."""
+    model, x, layer = case
+    if layer == "layer4":  # 512 ablated forwards per image: one image, a 256-channel layer
+        x, layer = x[:1, :, :64, :64], "layer3"
+    target = [5, 2, 9][: x.shape[0]]
+    u = untouched(model)
+    with ns.capture(model, layers=layer) as cap:
+        model(x)
+    assert cap[layer].activation.min() == 0  # the peer's zeroing rule applies
+    ours = ns.explain(model, x, target=target, method="ablation_cam", layer=layer, max_batch=48)
+    u.check()
+    theirs = _pgc(AblationCAM, model, layer, x, target)
+    err = (minmax(ours.attributions) - minmax(theirs)).abs().max().item()
+    assert err <= 1e-5, f"ablation_cam: max abs error {err:.2e} after min-max normalisation"
+    # the weights are the relative drops of the score, recomputed by hand for one channel
+    with torch.no_grad():
+        y = model(x)[0, target[0]]
+
+        def zero(m, a, out, k=3):
+            out = out.clone()
+            out[:, k] = 0
+            return out
+
+        h = _module(model, layer).register_forward_hook(zero)
+        yk = model(x)[0, target[0]]
+        h.remove()
+    assert abs(ours.meta["weights"][0, 3].item() - ((y - yk) / y).item()) <= 1e-4 * max(
+        1.0, abs(((y - yk) / y).item())
+    )
 
 
 def test_eigen_cam_matches_the_svd_projection(case) -> None:

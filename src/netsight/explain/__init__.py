@@ -35,6 +35,7 @@ _METHOD_MODULES = (
     "layer_cam",
     "hires_cam",
     "score_cam",
+    "ablation_cam",
     "eigen_cam",
     "guided_grad_cam",
     # perturbation methods
