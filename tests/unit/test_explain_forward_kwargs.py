@@ -36,9 +36,12 @@ FAST: dict[str, dict[str, Any]] = {
 #: draws that the wrapper's run cannot repeat, sample by sample, on a non-linear model (the
 #: expected gradients' path positions, per draw): run on a model linear in the input instead
 LINEAR_ONLY = {"expected_gradients"}
-#: what the explain methods with a class score explain; the attention ones have their own tests
+#: what the explain methods with a class score explain, on images; the attention ones have their own
+#: tests, and layer_integrated_gradients (token ids) its own against Captum (test_explain_layer_ig.py)
 KINDS = ("gradient", "layer", "perturbation")
-METHODS = [n for n in ns.list_methods() if ns.get_method(n).kind in KINDS]
+METHODS = [
+    n for n in ns.list_methods() if ns.get_method(n).kind in KINDS and ns.get_method(n).inputs == "image"
+]
 
 
 class Scaled(nn.Module):

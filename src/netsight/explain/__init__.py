@@ -26,6 +26,7 @@ _METHOD_MODULES = (
     "guided_backprop",
     "deconvnet",
     "integrated_gradients",
+    "layer_integrated_gradients",
     "expected_gradients",
     "smoothgrad",
     # layer (CAM) methods
