@@ -248,7 +248,7 @@ def test_uint8_images_group_like_float_images(method: str, options: dict[str, An
 @pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "grad_cam"])
 def test_token_ids_to_a_gradient_method_name_the_methods_that_take_them(method: str) -> None:
     net = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 2))
-    with pytest.raises(ArgumentError, match=r"integer inputs \(dtype torch.int64.*kernel_shap or lime"):
+    with pytest.raises(ArgumentError, match=r"integer inputs \(dtype torch.int64.*use layer_integrated"):
         ns.explain(net, torch.randint(0, 10, (2, 3)), method=method)
     assert ns.hooks_on(net) == {}
 

@@ -77,10 +77,9 @@ def check_inputs(inputs: Any, *, floating: bool = True) -> torch.Tensor:
         raise ArgumentError(
             f"inputs: this method differentiates the score with respect to the input, or blends the input "
             f"with masks; integer inputs (dtype {inputs.dtype}: token ids, indices) cannot be. For a text "
-            "model use kernel_shap or lime (a feature per token), occlusion, or the attention methods "
-            "(grad_attention, attention_rollout); for attributions to the embeddings, explain a module "
-            "that takes the embedding vectors (e.g. one calling your model with inputs_embeds=...). For "
-            "an image stored as integers, pass x.float()."
+            "model use layer_integrated_gradients (through the embeddings), kernel_shap or lime (a feature "
+            "per token), occlusion, or the attention methods (grad_attention, attention_rollout). For an "
+            "image stored as integers, pass x.float()."
         )
     if floating and not inputs.is_floating_point():
         raise ArgumentError(
