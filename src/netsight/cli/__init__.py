@@ -1,4 +1,4 @@
-"""netsight's command line: ``netsight demo | explain | methods | report | serve``.
+"""netsight's command line: ``netsight demo | explain | methods | report | runs | serve``.
 
 One module per command; each registers itself on the typer app in :mod:`netsight.cli._app`. Importing
 this package imports every command module explicitly (so the command list never depends on import
@@ -14,7 +14,7 @@ from ._app import app
 
 __all__ = ["app", "main"]
 
-_COMMANDS = ("demo", "explain", "methods", "report", "serve")
+_COMMANDS = ("demo", "explain", "methods", "report", "runs", "serve")
 
 
 def _load_commands() -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
-__all__ = ["app", "debug_enabled", "fail", "run_command", "set_debug"]
+__all__ = ["app", "console", "debug_enabled", "fail", "resolve_methods", "run_command", "set_debug"]
 
 T = TypeVar("T")
 
@@ -57,6 +57,31 @@ def set_debug(on: bool) -> None:
 def debug_enabled() -> bool:
     """Whether ``--debug`` (or ``NETSIGHT_DEBUG=1``) asked for tracebacks."""
     return _STATE["debug"]
+
+
+def console(*, stderr: bool = False) -> Any:
+    """A rich console that never wraps a long line (paths stay whole when output is piped or logged)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def resolve_methods(names: list[str], option: str = "--method") -> list[Any]:
+    """The registered methods ``names`` name, in order; a miss fails naming the option and the nearest
+    names, and points at ``netsight methods`` (the CLI's list, not the Python API's)."""
+    return [_method(name, option) for name in names]
+
+
+def _method(name: str, option: str) -> Any:
+    import netsight as ns
+    from netsight.errors import UnknownNameError, closest
+
+    try:
+        return ns.get_method(name)
+    except UnknownNameError:
+        near = closest(name, ns.list_methods())
+        hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+        fail(f"{option}: unknown method {name!r}.{hint} Run 'netsight methods' to list them all.")
 
 
 def fail(message: str) -> NoReturn:

@@ -1,9 +1,11 @@
 """Load the model a command names: ``torchvision:NAME``, ``timm:NAME``, a TorchScript or saved-module
-file, or ``path.py:factory`` plus a state dict; and the ImageNet-style preprocessing of image files."""
+file, or ``path.py:factory`` plus a state dict; and the preprocessing of image files (RGB or grayscale,
+as the model's first convolution takes them, normalised with ``--mean``/``--std``)."""
 
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -15,7 +17,16 @@ from torch import nn
 
 from netsight.errors import ArgumentError, UnknownNameError, closest
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "load_images", "load_model"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LoadedModel",
+    "input_channels",
+    "load_images",
+    "load_model",
+    "load_weights",
+    "normalisation",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -61,7 +72,7 @@ class ScriptedModel(nn.Module):
         return self
 
 
-def _torchvision(name: str, pretrained: bool) -> LoadedModel:
+def _torchvision(name: str, pretrained: bool, weights: Path | None) -> LoadedModel:
     try:
         from torchvision import models
     except ImportError as exc:
@@ -74,20 +85,23 @@ def _torchvision(name: str, pretrained: bool) -> LoadedModel:
         hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
         raise UnknownNameError(f"model: torchvision has no model {name!r}.{hint}")
     if not pretrained:
-        return LoadedModel(models.get_model(name, weights=None).eval(), f"torchvision:{name}")
-    weights = models.get_model_weights(name).DEFAULT
+        model = models.get_model(name, weights=None)
+        if weights is not None:
+            load_weights(model, weights, f"torchvision:{name}")
+        return LoadedModel(model.eval(), f"torchvision:{name}")
+    published = models.get_model_weights(name).DEFAULT
     try:
-        model = models.get_model(name, weights=weights)
+        model = models.get_model(name, weights=published)
     except (OSError, RuntimeError, ValueError) as exc:  # no network, a proxy error, a bad download
         raise ArgumentError(
             f"--pretrained: the weights of torchvision:{name} are not cached and could not be downloaded "
             f"({exc}). Drop --pretrained to use random weights, or put the file in $TORCH_HOME/hub."
         ) from exc
-    cats = weights.meta.get("categories")
+    cats = published.meta.get("categories")
     return LoadedModel(model.eval(), f"torchvision:{name}", tuple(cats) if cats else None)
 
 
-def _timm(name: str, pretrained: bool) -> LoadedModel:
+def _timm(name: str, pretrained: bool, weights: Path | None) -> LoadedModel:
     try:
         import timm
     except ImportError as exc:
@@ -106,6 +120,8 @@ def _timm(name: str, pretrained: bool) -> LoadedModel:
             f"--pretrained: the weights of timm:{name} are not cached and could not be downloaded ({exc}). "
             "Drop --pretrained to use random weights."
         ) from exc
+    if weights is not None:
+        load_weights(model, weights, f"timm:{name}")
     return LoadedModel(model.eval(), f"timm:{name}")
 
 
@@ -129,16 +145,76 @@ def _factory(file: Path, factory: str, weights: Path | None) -> LoadedModel:
             f"model: {file.name}:{factory}() returned {type(model).__name__}, not a torch.nn.Module."
         )
     if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ArgumentError(
-                f"--weights: {str(weights)!r} does not fit {file.name}:{factory}() ({exc})."
-            ) from exc
+        load_weights(model, weights, f"{file.name}:{factory}()")
     return LoadedModel(model.eval(), f"{file}:{factory}")
+
+
+def _read_state_dict(weights: Path) -> dict[str, Any]:
+    """The state dict in ``weights`` (also inside a ``{"state_dict": ...}`` checkpoint), read safely."""
+    fix = "pass a file written by torch.save(model.state_dict(), PATH)"
+    if weights.is_dir():
+        raise ArgumentError(f"--weights: {str(weights)!r} is a folder; {fix}.")
+    if not weights.is_file():
+        raise ArgumentError(f"--weights: no such file {str(weights)!r}; {fix}.")
+    try:
+        state: Any = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for a file it cannot read
+        if not zipfile.is_zipfile(weights):  # torch.save writes zip archives (since torch 1.6)
+            why = "it is not a file torch.save wrote"
+        elif "Weights only load failed" in str(exc):
+            raise ArgumentError(
+                f"--weights: {str(weights)!r} holds more than tensors (a whole saved module?); pass it as "
+                f"--model {weights} without --weights, or save model.state_dict() and pass that."
+            ) from exc
+        else:
+            why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+        msg = f"--weights: cannot read {str(weights)!r} as a state dict ({why}); {fix}."
+        raise ArgumentError(msg) from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        kind = type(state).__name__
+        raise ArgumentError(f"--weights: {str(weights)!r} holds a {kind}, not a state dict; {fix}.")
+    return state
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(keys[:3])
+    return shown + (f", ... ({len(keys) - 3} more)" if len(keys) > 3 else "")
+
+
+def load_weights(model: nn.Module, weights: Path, what: str) -> None:
+    """Load the state dict in ``weights`` into ``model`` strictly; a mismatch fails with a short summary
+    (counts of missing and unexpected keys and of shape mismatches, with the first names of each)."""
+    state = _read_state_dict(weights)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_names(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_names(unexpected)})")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatches (file vs model: {_names(shapes)})")
+    if problems:
+        hint = ""
+        if unexpected and all(k.startswith("module.") for k in unexpected):
+            hint = " Its keys start with 'module.' (saved from DataParallel): save model.module.state_dict()."
+        raise ArgumentError(
+            f"--weights: {str(weights)!r} does not fit {what}: {'; '.join(problems)}.{hint} Pass the state "
+            "dict of this very architecture."
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ArgumentError(f"--weights: {str(weights)!r} does not fit {what} ({first}).") from exc
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -165,7 +241,26 @@ def _file(path: Path) -> LoadedModel:
             scripted = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
         return LoadedModel(ScriptedModel(scripted).eval(), str(path), scripted=True)
     # A whole pickled module: unpickling runs code from the file, so only load files you trust.
-    obj: Any = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        obj: Any = torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as exc:
+        mod = exc.name or str(exc)
+        raise ArgumentError(
+            f"model: the saved module {str(path)!r} refers to Python module {mod!r}, which must be "
+            f"importable to load it: put the folder holding {mod.split('.')[0]}.py on PYTHONPATH, or pass "
+            "the code as --model file.py:factory --weights state_dict.pt."
+        ) from exc
+    except AttributeError as exc:  # the class was defined in a script (__main__) or has been renamed
+        raise ArgumentError(
+            f"model: the saved module {str(path)!r} refers to a class Python cannot find ({exc}); pass the "
+            "code as --model file.py:factory --weights state_dict.pt (save model.state_dict())."
+        ) from exc
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ArgumentError(
+            f"model: cannot read {str(path)!r} as a saved model ({first}); pass a TorchScript file, a "
+            "torch.save(model) file, torchvision:NAME, timm:NAME or file.py:factory."
+        ) from exc
     if isinstance(obj, nn.Module):
         return LoadedModel(obj.eval(), str(path))
     if isinstance(obj, dict):
@@ -183,47 +278,112 @@ def load_model(spec: str, *, weights: str | Path | None = None, pretrained: bool
     TorchScript file, a ``torch.export`` program (``.pt2``), a saved module (``torch.save(model, "m.pt")``;
     unpickling runs code, so only load
     files you trust), or ``model.py:factory`` whose ``factory()`` builds the module, with ``weights`` a
-    state dict to load into it.
+    state dict to load into it. ``weights`` also loads into a torchvision or timm model (strictly).
     """
     kind, _, rest = spec.partition(":")
+    path = Path(weights) if weights is not None else None
+    if pretrained and path is not None:
+        raise ArgumentError(
+            f"--weights: {str(path)!r} would replace the --pretrained weights; pass one of the two."
+        )
     if kind == "torchvision" and rest:
-        return _torchvision(rest, pretrained)
+        return _torchvision(rest, pretrained, path)
     if kind == "timm" and rest:
-        return _timm(rest, pretrained)
+        return _timm(rest, pretrained, path)
     if pretrained:
         raise ArgumentError(
             f"--pretrained: only torchvision:NAME and timm:NAME models have it, not {spec!r}."
         )
     if ".py:" in spec:
         file, _, factory = spec.rpartition(":")
-        return _factory(Path(file), factory, Path(weights) if weights else None)
-    if weights is not None:
+        return _factory(Path(file), factory, path)
+    if path is not None:
         raise ArgumentError(
-            f"--weights: a state dict needs the code that builds the model; pass --model file.py:factory, "
-            f"not {spec!r}."
+            f"--weights: {str(path)!r} only applies to torchvision:NAME, timm:NAME and file.py:factory "
+            f"models; {spec!r} is a saved model that carries its own weights. Drop --weights, or pass the "
+            "code that builds the model as --model file.py:factory."
         )
     return _file(Path(spec))
 
 
-def load_images(paths: list[Path], size: int = 224) -> tuple[torch.Tensor, torch.Tensor]:
+def input_channels(model: nn.Module) -> int | None:
+    """``in_channels`` of the model's first 2-d convolution (also inside TorchScript); None without one."""
+    modules = model._scripted.modules() if isinstance(model, ScriptedModel) else model.modules()
+    for m in modules:
+        if isinstance(m, nn.Conv2d) or getattr(m, "original_name", None) == "Conv2d":
+            channels = getattr(m, "in_channels", None)
+            if isinstance(channels, int):
+                return channels
+    return None
+
+
+def normalisation(
+    channels: int, mean: str | None, std: str | None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel ``(mean, std)`` from ``--mean``/``--std`` (comma-separated floats, one per channel
+    or one for all); defaults: ImageNet's for 3 channels, mean 0 and std 1 (pixels in [0, 1], as the MNIST
+    demo feeds its model) for 1 channel."""
+    default_mean, default_std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.0,), (1.0,))
+    out = []
+    for option, text, default in (("--mean", mean, default_mean), ("--std", std, default_std)):
+        values: tuple[float, ...]
+        if text is None:
+            values = default
+        else:
+            try:
+                values = tuple(float(v) for v in text.split(","))
+            except ValueError:
+                raise ArgumentError(
+                    f"{option}: expected comma-separated numbers, got {text!r}; pass one for all channels "
+                    f"({option} 0.5) or one per channel ({option} 0.5,0.5,0.5)."
+                ) from None
+        if len(values) == 1:
+            values = values * channels
+        if len(values) != channels:
+            raise ArgumentError(
+                f"{option}: got {len(values)} values ({text}) for a model that takes {channels} input "
+                "channels; pass one value per channel or one for all."
+            )
+        out.append(tuple(values))
+    if any(not v > 0 for v in out[1]):
+        raise ArgumentError(f"--std: expected values above 0, got {std}; pass e.g. --std 1.")
+    return out[0], out[1]
+
+
+def load_images(
+    paths: list[Path],
+    size: int = 224,
+    *,
+    channels: int = 3,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Read image files and prepare them like ImageNet evaluation.
 
     Returns ``(pictures, inputs)``: ``pictures`` float ``[B, 3, size, size]`` in [0, 1] (the shorter side
-    resized to ``size``, centre-cropped) for drawing, and ``inputs`` the same normalised with the
-    ImageNet mean and standard deviation, for the model.
+    resized to ``size``, centre-cropped; grayscale shown as RGB) for drawing, and ``inputs`` float
+    ``[B, channels, size, size]``, the images read as RGB (``channels=3``) or grayscale (``channels=1``),
+    normalised with ``mean`` and ``std`` (one value per channel), for the model.
     """
     import numpy as np
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms import v2
 
+    if channels not in (1, 3):
+        raise ArgumentError(
+            f"model: its first convolution takes {channels} input channels; netsight explain reads images "
+            "as 1 (grayscale) or 3 (RGB) channels."
+        )
     prep = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
     out = []
     for p in paths:
+        if p.is_dir():
+            raise ArgumentError(f"IMAGE: {str(p)!r} is a folder; pass image files, e.g. {p / '*.png'}.")
         if not p.is_file():
             raise ArgumentError(f"IMAGE: no such file {str(p)!r}.")
         try:
             with Image.open(p) as im:
-                arr = np.asarray(im.convert("RGB"))
+                arr = np.asarray(im.convert("RGB" if channels == 3 else "L"))
         except Image.DecompressionBombError as exc:
             raise ArgumentError(
                 f"IMAGE: {str(p)!r} is too large to read safely ({exc}); shrink it first, or raise "
@@ -233,9 +393,10 @@ def load_images(paths: list[Path], size: int = 224) -> tuple[torch.Tensor, torch
             raise ArgumentError(
                 f"IMAGE: cannot read {str(p)!r} as an image ({exc}); use PNG or JPEG."
             ) from exc
-        img = torch.from_numpy(arr.copy()).permute(2, 0, 1)  # uint8 [3, H, W]
+        img = torch.from_numpy(arr.copy())
+        img = img[None] if img.dim() == 2 else img.permute(2, 0, 1)  # uint8 [channels, H, W]
         out.append(prep(img).float() / 255)
-    pictures = torch.stack(out)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return pictures, (pictures - mean) / std
+    seen = torch.stack(out)  # [B, channels, size, size] in [0, 1]
+    m = torch.tensor(mean).view(1, channels, 1, 1)
+    s = torch.tensor(std).view(1, channels, 1, 1)
+    return seen.expand(-1, 3, -1, -1).contiguous(), (seen - m) / s

@@ -9,9 +9,12 @@ from typing import Any
 
 import typer
 
-from ._app import app, run_command
+from ._app import app, console, resolve_methods, run_command
 
 __all__ = ["demo"]
+
+#: Lines of the demo's event log the command shows elsewhere, once.
+_SHOWN_ELSEWHERE = ("dashboard: ", "report: ")
 
 
 @app.command("demo")
@@ -41,7 +44,9 @@ def demo(
     report: Path | None = typer.Option(None, "--report", help="Where to write the HTML report."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Where CIFAR-10 is or is downloaded to."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, ..."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Show progress bars (only when stderr is a terminal)."
+    ),
 ) -> None:
     """Train a small CNN on the MNIST digits with netsight watching, then explain it and write a report.
 
@@ -65,13 +70,19 @@ def demo(
     """
 
     def body() -> None:
-        from rich.console import Console
-
         import netsight.demo as nd
 
-        console = Console(stderr=True, highlight=False)
-        out = Console(highlight=False)
-        sizes = {"train_size": 2000, "test_size": 500, "explain_images": 4} if quick else {}
+        methods = tuple(info.name for info in resolve_methods(method)) if method else nd.DEFAULT_METHODS
+        err = console(stderr=True)
+        out = console()
+
+        def echo(line: str) -> None:
+            # The dashboard prints its URL itself (stderr) and the report path comes on stdout below:
+            # each once, not again in the log of events.
+            if not line.startswith(_SHOWN_ELSEWHERE):
+                err.print(line)
+
+        sizes: dict[str, Any] = {"train_size": 2000, "test_size": 500, "explain_images": 4} if quick else {}
         result = nd.run(
             data=data,
             epochs=epochs,
@@ -81,18 +92,17 @@ def demo(
             serve=serve,
             host=host,
             port=port,
-            methods=tuple(method) if method else nd.DEFAULT_METHODS,
+            methods=methods,
             report=report if report is not None else True,
             data_dir=data_dir,
             device=device,
-            progress=progress,
+            progress=progress and sys.stderr.isatty(),  # no bars (and no \r lines) in a log file or pipe
             keep_serving=wait and sys.stdin.isatty(),
-            echo=console.print,
-            on_dashboard=lambda url: out.print(f"[bold green]dashboard:[/] {url}"),
+            echo=echo,
             **sizes,
         )
         for note in result.notes:
-            console.print(f"[yellow]note:[/] {note}")
+            err.print(f"[yellow]note:[/] {note}")
         out.print(
             f"[bold]done[/] in {result.seconds:.0f} s: test accuracy [bold]{result.test_accuracy:.2%}[/] "
             f"after {result.steps} steps; run [cyan]{result.run}[/] in {result.store}"
@@ -107,7 +117,7 @@ def demo(
 
 def _serve_until_interrupted(handle: Any, out: Any) -> None:
     """Keep the demo's dashboard up until Ctrl+C."""
-    out.print(f"the dashboard stays up at {handle.url}; press Ctrl+C to stop")
+    out.print("the dashboard stays up (its URL is above); press Ctrl+C to stop")
     try:
         while True:
             time.sleep(1)

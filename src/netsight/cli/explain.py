@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from ._app import app, fail, run_command
+from ._app import app, console, fail, resolve_methods, run_command
 
 __all__ = ["explain"]
 
@@ -16,7 +16,7 @@ __all__ = ["explain"]
 def explain(
     *,
     images: list[Path] = typer.Argument(
-        ..., help="Image files (PNG or JPEG) to explain.", show_default=False
+        ..., help="Image files (PNG or JPEG) to explain, e.g. photos/*.png.", show_default=False
     ),
     model: str = typer.Option(
         ...,
@@ -38,15 +38,40 @@ def explain(
         help="Module path for layer methods, e.g. layer4 (default: found automatically).",
     ),
     out: Path = typer.Option(
-        Path("netsight-explain"), "--out", "-o", help="Folder for the PNGs and index.html."
+        Path("netsight-explain"),
+        "--out",
+        "-o",
+        help=(
+            "Folder for the PNGs and index.html. index.html shows this run's images and methods only: "
+            "PNGs left by earlier runs stay in the folder but are not listed (explain all methods in one "
+            "run, or use one folder per run)."
+        ),
     ),
     weights: Path | None = typer.Option(
-        None, "--weights", help="State dict to load into the model built by file.py:factory."
+        None,
+        "--weights",
+        help="State dict (torch.save(model.state_dict(), PATH)) loaded strictly into a torchvision:, timm: "
+        "or file.py:factory model.",
     ),
     pretrained: bool = typer.Option(
         False, "--pretrained", help="Download the published weights (torchvision/timm); needs the network."
     ),
     size: int = typer.Option(224, "--size", help="Shorter side resized to SIZE, then centre-cropped."),
+    mean: str | None = typer.Option(
+        None,
+        "--mean",
+        help="Per-channel mean subtracted from pixels in [0, 1]: comma-separated, one per channel or one "
+        "for all (default: ImageNet's 0.485,0.456,0.406 for a 3-channel model; 0 for a 1-channel one, "
+        "as netsight's MNIST demo feeds its model).",
+        show_default=False,
+    ),
+    std: str | None = typer.Option(
+        None,
+        "--std",
+        help="Per-channel standard deviation pixels are divided by, like --mean (default: ImageNet's "
+        "0.229,0.224,0.225 for 3 channels; 1 for 1 channel, i.e. pixels in [0, 1]).",
+        show_default=False,
+    ),
     batch: int = typer.Option(
         16, "--batch", help="Images read and explained together; lower it when memory runs out."
     ),
@@ -57,7 +82,9 @@ def explain(
 ) -> None:
     """Explain a model's predictions on image files: one overlay PNG per image and method, plus index.html.
 
-    Images are prepared like ImageNet evaluation (resize, centre crop, ImageNet mean and std). Without
+    Images are resized and centre-cropped, read as RGB or grayscale as the model's first convolution
+    takes them (`in_channels` 3 or 1), and normalised with `--mean`/`--std` (default: ImageNet's for RGB;
+    pixels in [0, 1] for grayscale, as the MNIST demo trains). Without
     `--pretrained`, torchvision and timm models get random weights: good for trying the tool offline, not
     for interpreting.
 
@@ -69,6 +96,7 @@ def explain(
         --method grad_cam --method integrated_gradients
     netsight explain x.png -m model.py:build --weights best.pt --layer features.8 --target 3
     netsight explain x.png -m scripted.pt --method occlusion
+    netsight explain digit.png -m mnistmodel.py:build --weights cnn.pt --size 28 --mean 0.1307 --std 0.3081
     ```
 
     Then open `out/index.html` in a browser. `netsight methods` lists the method names.
@@ -76,16 +104,15 @@ def explain(
 
     def body() -> None:
         import torch
-        from rich.console import Console
 
         import netsight as ns
         from netsight.render import save_png, to_uint8
         from netsight.render.report import gallery_html
 
-        from ._models import load_images, load_model
+        from ._models import input_channels, load_images, load_model, normalisation
 
-        console = Console(stderr=True, highlight=False)
-        infos = [ns.get_method(m) for m in method]  # a wrong name fails here, before any work
+        err = console(stderr=True)
+        infos = resolve_methods(method)  # a wrong name fails here, before any work
         if not 0.0 <= alpha <= 1.0:
             fail(f"--alpha: expected a weight in [0, 1], got {alpha}.")
         if size < 1:
@@ -94,11 +121,21 @@ def explain(
             fail(f"--out: {str(out)!r} is a file; pass a folder for the PNGs and index.html.")
         if batch < 1:
             fail(f"--batch: expected at least 1 image per batch, got {batch}. Pass e.g. --batch 16.")
+        folders = [p for p in images if p.is_dir()]
+        if folders:
+            fail(f"IMAGE: {str(folders[0])!r} is a folder; pass image files, e.g. {folders[0] / '*.png'}.")
         missing = [p for p in images if not p.is_file()]
         if missing:  # before any work, not when its batch comes
             fail(f"IMAGE: no such file {str(missing[0])!r}.")
         dev = _device(device)
         loaded = load_model(model, weights=weights, pretrained=pretrained)
+        channels = input_channels(loaded.model) or 3
+        if channels not in (1, 3):
+            fail(
+                f"--model: the first convolution of {loaded.spec} takes {channels} input channels; netsight "
+                "explain reads images as 1 (grayscale) or 3 (RGB) channels."
+            )
+        norm_mean, norm_std = normalisation(channels, mean, std)
         layered = [info.name for info in infos if info.needs_layer]
         if loaded.scripted and layered:
             fail(
@@ -116,7 +153,9 @@ def explain(
         try:
             for first in range(0, len(images), batch):  # one batch of images in memory at a time
                 paths, names = images[first : first + batch], stems[first : first + batch]
-                pictures, x = load_images(list(paths), size=size)
+                pictures, x = load_images(
+                    list(paths), size=size, channels=channels, mean=norm_mean, std=norm_std
+                )
                 x = x.to(dev)
                 with torch.no_grad():
                     probs = net(x).softmax(-1)
@@ -158,11 +197,15 @@ def explain(
         finally:
             if bar is not None:
                 bar.close()
-        sub = f"model {loaded.spec}" + (" (random weights)" if not pretrained and ":" in model else "")
+        random = not pretrained and weights is None and ":" in model
+        sub = f"model {loaded.spec}" + (" (random weights)" if random else "")
         page = gallery_html("netsight explain", ["input", *[info.name for info in infos]], rows, subtitle=sub)
         index = out / "index.html"
         index.write_text(page, encoding="utf-8")
-        console.print(f"wrote {cells} overlays and [bold]{index}[/bold]")
+        err.print(
+            f"wrote {cells} overlays and [bold]{index}[/bold] (it shows this run: {len(images)} image"
+            f"{'s' if len(images) != 1 else ''} x {', '.join(info.name for info in infos)})"
+        )
 
     run_command(body)
 
@@ -202,4 +245,5 @@ def _progress(total: int, on: bool) -> Any:
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc="explain", unit="overlay")
+    # disable=None: tqdm's own rule, no bar when stderr is not a terminal (no \r lines in logs)
+    return tqdm(total=total, desc="explain", unit="overlay", disable=None)
