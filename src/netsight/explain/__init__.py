@@ -41,6 +41,7 @@ _METHOD_MODULES = (
     "guided_grad_cam",
     # perturbation methods
     "occlusion",
+    "feature_ablation",
     "rise",
     "lime",
     "kernel_shap",
