@@ -37,3 +37,4 @@ print("completeness error", float(ig.meta["completeness_error"].abs().max()))
 
 save_png(cam.overlay(picture)[0], "chelsea_grad_cam.png")
 save_png(ig.overlay(picture)[0], "chelsea_integrated_gradients.png")
+save_png(torch.from_numpy(chelsea()), "chelsea.png")  # the photo itself, for `netsight explain chelsea.png`

@@ -11,6 +11,7 @@ from torch import nn
 
 import netsight as ns
 from netsight.data import load_mnist
+from netsight.render.report import write_report
 
 x, y = load_mnist()
 x, y = x[:1024], y[:1024]
@@ -42,7 +43,4 @@ names, steps, grad_norm = r.layer_matrix("grad_norm")  # [layers, steps]: the gr
 print(names, grad_norm.shape)
 print(r.layer_metrics())
 print("alerts:", r.alerts())
-
-from netsight.render.report import write_report  # noqa: E402 - shown where it is used
-
 write_report("netsight-runs", run.name, "my-cnn-report.html")  # one self-contained HTML file

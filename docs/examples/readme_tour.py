@@ -1,6 +1,7 @@
-"""The README's tour, as a file the docs test runs (random weights, offline)."""
+"""The README's tour, as a file the docs test runs (random weights, offline).
 
-import tempfile
+It writes its run store to ./netsight-runs, where the README's shell lines after it look.
+"""
 
 import torch
 import torchvision
@@ -27,7 +28,7 @@ print(ns.list_methods("*cam*"))
 picture = ex.overlay(x)  # uint8 RGB [B, H, W, 3], computed in torch
 
 # 3. Monitor: one line in the training loop, stored in an embedded SQLite run store
-store_dir = tempfile.mkdtemp()
+store_dir = "netsight-runs"  # a folder here: `netsight serve netsight-runs` shows it
 model.train()
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
 with ns.open_run(store_dir, name="my-run") as run, ns.watch(model, optimizer=opt, run=run):
@@ -37,4 +38,5 @@ with ns.open_run(store_dir, name="my-run") as run, ns.watch(model, optimizer=opt
         loss.backward()
         opt.step()
         run.log({"loss": loss}, step=step)
-print(ns.store.open(store_dir).run("my-run").layer_matrix("grad_norm")[0][:3])
+print("stored", run.name, "in", store_dir)  # a name already taken in the store gets a suffix: my-run-2
+print(ns.store.open(store_dir).run(run.name).layer_matrix("grad_norm")[0][:3])
