@@ -65,8 +65,8 @@ def demo(
     netsight demo --data cifar10 --device cuda
     ```
 
-    Afterwards: `netsight serve netsight-runs` browses the run again; `netsight report demo-mnist` rewrites
-    the report.
+    Afterwards: `netsight serve netsight-runs` browses the run again; `netsight report demo-mnist` writes
+    a fresh report, ./demo-mnist-report.html (`--out` chooses where).
     """
 
     def body() -> None:
