@@ -784,6 +784,37 @@ def layer_pass(
     return LayerPass(output=out, activation=box["leaf"], leaf=box["leaf"])
 
 
+def layer_outputs(
+    s: Session, model: nn.Module, layer: str, x: torch.Tensor, target: Target, *, chunk: int, fwd: ForwardArgs
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(layer output [B, ...], classes [B] (-1 for a callable target), scores [B])`` of one chunked
+    pass without gradients: what the forward-only layer methods start from."""
+
+    def first(xc: torch.Tensor, tc: Any, kw: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
+        lp = layer_pass(s.hooks, model, layer, xc, grad=False, kw=kw)
+        tt = resolve_chunk(lp.output, tc)
+        classes = tt if isinstance(tt, torch.Tensor) else torch.full((xc.shape[0],), -1, device=xc.device)
+        return lp.leaf, classes, score(lp.output, tt).detach()
+
+    out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = with_target(first, x, target, chunk=chunk, fwd=fwd)
+    return out
+
+
+def output_replacer(box: dict[str, torch.Tensor]) -> Callable[[nn.Module, Any, Any], Any]:
+    """A forward hook that returns ``box["new"]`` in place of its module's output (a tensor, or the first
+    item of a tuple or list): the rows a method wants the rest of the network to see."""
+
+    def hook(module: nn.Module, args: Any, out: Any) -> Any:
+        new = box["new"]
+        if isinstance(out, torch.Tensor):
+            return new
+        if isinstance(out, tuple):
+            return (new, *out[1:])
+        return [new, *out[1:]]
+
+    return hook
+
+
 def upsample(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize of ``[B, 1, h, w]`` maps to the input's ``size`` (align_corners=False)."""
     if tuple(cam.shape[-2:]) == tuple(size):

@@ -28,33 +28,16 @@ from ._common import (
     check_inputs,
     chunk_size,
     forward_scores,
-    layer_pass,
+    layer_outputs,
+    output_replacer,
     prepare_target,
-    resolve_chunk,
     resolved,
-    score,
     session,
     upsample,
-    with_target,
 )
 from ._explanation import Explanation
 from ._forward import forward_args
 from ._registry import register
-
-
-def _replacing(rows: dict[str, torch.Tensor]) -> Any:
-    """A forward hook that returns ``rows["acts"]`` in place of the layer's output (a tensor, or the first
-    item of a tuple or list)."""
-
-    def hook(module: nn.Module, args: Any, out: Any) -> Any:
-        new = rows["acts"]
-        if isinstance(out, torch.Tensor):
-            return new
-        if isinstance(out, tuple):
-            return (new, *out[1:])
-        return [new, *out[1:]]
-
-    return hook
 
 
 @register(
@@ -85,16 +68,7 @@ def ablation_cam(
     hw = (x.shape[-2], x.shape[-1])
     with session(model, freeze=False) as s:  # forwards without gradients: nothing to freeze
         chunk = chunk_size(model, x, max_batch=max_batch, backward=False, fwd=fwd)
-
-        def first(
-            xc: torch.Tensor, tc: Any, kw: Mapping[str, Any]
-        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            lp = layer_pass(s.hooks, model, name, xc, grad=False, kw=kw)
-            tt = resolve_chunk(lp.output, tc)
-            classes = tt if isinstance(tt, torch.Tensor) else torch.full((xc.shape[0],), -1, device=xc.device)
-            return lp.leaf, classes, score(lp.output, tt).float()
-
-        acts, classes, base = with_target(first, x, t, chunk=chunk, fwd=fwd)  # [B, K, h, w], [B], [B]
+        acts, classes, base = layer_outputs(s, model, name, x, t, chunk=chunk, fwd=fwd)  # [B, K, h, w]
         if acts.dim() != 4:
             raise ExplainError(
                 f"layer: ablation_cam zeroes channels of a [B, C, H, W] output; {name!r} returns shape "
@@ -102,14 +76,14 @@ def ablation_cam(
             )
         b, k = acts.shape[:2]
         rows: dict[str, torch.Tensor] = {}
-        handle = s.hooks.forward(module, _replacing(rows))
+        handle = s.hooks.forward(module, output_replacer(rows))
         try:
 
             def ablated(idc: torch.Tensor) -> torch.Tensor:
                 sample, channel = idc // k, idc % k
                 a = acts[sample].clone()
                 a[torch.arange(a.shape[0], device=a.device), channel] = 0
-                rows["acts"] = a
+                rows["new"] = a
                 tc = classes[sample] if isinstance(t, torch.Tensor) else t
                 return forward_scores(model, x[sample], tc, fwd.rows(sample))
 
@@ -118,7 +92,8 @@ def ablation_cam(
         finally:
             handle.remove()
             rows.clear()
-    weights = (base[:, None] - scores.float()) / base[:, None]  # [B, K] relative drops
+    y = base.float()[:, None]
+    weights = (y - scores.float()) / y  # [B, K] relative drops
     raw = (weights.to(acts.dtype)[:, :, None, None] * acts).sum(dim=1, keepdim=True)
     if relu:
         raw = torch.relu(raw)

@@ -27,13 +27,12 @@ from ._common import (
     TargetSpec,
     batched,
     chunk_size,
-    layer_pass,
+    layer_outputs,
+    output_replacer,
     prepare_target,
-    resolve_chunk,
     resolved,
     score,
     session,
-    with_target,
 )
 from ._explanation import Explanation
 from ._forward import forward_args
@@ -110,16 +109,9 @@ def layer_integrated_gradients(
     fwd = forward_args(forward_kwargs, x)
     with session(model) as s:
         chunk = chunk_size(model, x, max_batch=max_batch, fwd=fwd)
-
-        def ends(xc: torch.Tensor, tc: Any, kw: Mapping[str, Any]) -> tuple[torch.Tensor, ...]:
-            lp = layer_pass(s.hooks, model, name, xc, grad=False, kw=kw)
-            tt = resolve_chunk(lp.output, tc)
-            classes = tt if isinstance(tt, torch.Tensor) else torch.full((xc.shape[0],), -1, device=xc.device)
-            return lp.leaf, score(lp.output, tt).detach(), classes
-
-        a1, fx, classes = with_target(ends, x, t, chunk=chunk, fwd=fwd)
+        a1, classes, fx = layer_outputs(s, model, name, x, t, chunk=chunk, fwd=fwd)
         tt = classes if isinstance(t, torch.Tensor) else t
-        a0, fb, _ = with_target(ends, xb, tt, chunk=chunk, fwd=fwd)
+        a0, _, fb = layer_outputs(s, model, name, xb, tt, chunk=chunk, fwd=fwd)
         if not a1.is_floating_point():
             raise ExplainError(
                 f"layer: {name!r} outputs {a1.dtype} values, which cannot be interpolated; pick a layer with "
@@ -133,19 +125,13 @@ def layer_integrated_gradients(
         view = (-1,) + (1,) * (a1.dim() - 1)
         box: dict[str, torch.Tensor] = {}
 
-        def replace(mod: nn.Module, args: Any, out: Any) -> Any:
-            new = box["points"]
-            if isinstance(out, torch.Tensor):
-                return new
-            return (new, *out[1:]) if isinstance(out, tuple) else [new, *out[1:]]
-
-        handle = s.hooks.forward(module, replace)
+        handle = s.hooks.forward(module, output_replacer(box))
         try:
 
             def one(idc: torch.Tensor) -> torch.Tensor:
                 sample, step = idc // n, idc % n
                 pts = (a0[sample] + a[step].view(view) * diff[sample]).requires_grad_(True)
-                box["points"] = pts
+                box["new"] = pts
                 tc = classes[sample] if isinstance(t, torch.Tensor) else t
                 with torch.enable_grad():
                     out = model(x[sample], **fwd.rows(sample))

@@ -24,14 +24,12 @@ from ._common import (
     check_inputs,
     chunk_size,
     forward_scores,
-    layer_pass,
+    layer_outputs,
     prepare_target,
-    resolve_chunk,
     resolved,
     session,
     to_grid,
     upsample,
-    with_target,
 )
 from ._explanation import Explanation
 from ._forward import forward_args
@@ -65,14 +63,8 @@ def score_cam(
     hw = (x.shape[-2], x.shape[-1])
     with session(model, freeze=False) as s:  # forwards without gradients: nothing to freeze
         chunk = chunk_size(model, x, max_batch=max_batch, backward=False, fwd=fwd)
-
-        def first(xc: torch.Tensor, tc: Any, kw: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-            lp = layer_pass(s.hooks, model, name, xc, grad=False, kw=kw)
-            tt = resolve_chunk(lp.output, tc)
-            classes = tt if isinstance(tt, torch.Tensor) else torch.full((xc.shape[0],), -1, device=xc.device)
-            return to_grid(lp.leaf, hw), classes
-
-        acts, classes = with_target(first, x, t, chunk=chunk, fwd=fwd)  # [B, K, h, w], [B]
+        raw_acts, classes, _ = layer_outputs(s, model, name, x, t, chunk=chunk, fwd=fwd)
+        acts = to_grid(raw_acts, hw)  # [B, K, h, w]
         b, k = acts.shape[:2]
         ids = torch.arange(b * k, device=x.device)
 
