@@ -27,6 +27,7 @@ _METHOD_MODULES = (
     "deconvnet",
     "integrated_gradients",
     "layer_integrated_gradients",
+    "deeplift",
     "expected_gradients",
     "smoothgrad",
     # layer (CAM) methods
