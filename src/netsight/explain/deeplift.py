@@ -30,6 +30,7 @@ from ._common import (
     batched,
     check_inputs,
     chunk_size,
+    logits,
     no_layer,
     prepare_target,
     resolve_chunk,
@@ -130,7 +131,8 @@ def deeplift(
             try:
                 with torch.enable_grad():
                     out = model(both, **fwd.rows(torch.cat([idc, idc])))
-                    fx, fb = _halves(out, n)
+                    scores = logits(out)  # inputs' rows, then the baselines'
+                    fx, fb = scores[:n], scores[n:]
                     tt = resolve_chunk(fx, tc)
                     sx, sb = score(fx, tt), score(fb, tt)
                     (g,) = torch.autograd.grad(sx.sum(), xi)
@@ -156,14 +158,3 @@ def deeplift(
             "passes": s.calls,
         },
     )
-
-
-def _halves(out: Any, n: int) -> tuple[Any, Any]:
-    """The inputs' and the baselines' halves of a model output (a tensor, ``.logits``, or a tuple)."""
-    if isinstance(out, torch.Tensor):
-        return out[:n], out[n:]
-    if hasattr(out, "logits") and isinstance(out.logits, torch.Tensor):
-        return out.logits[:n], out.logits[n:]
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0][:n], out[0][n:]
-    raise TypeError(f"deeplift: cannot split a model output of type {type(out).__name__} into halves")

@@ -33,7 +33,7 @@ falls as ``1/n^2``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -94,6 +94,12 @@ def nodes(rule: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     raise ArgumentError(f"method: unknown rule {rule!r}; use one of {', '.join(RULES)}.")
 
 
+#: ``(points, sample index of each, target rows, forward kwargs) -> (dF/dpoints, F)`` for one chunk
+PointGradients = Callable[
+    [torch.Tensor, torch.Tensor, Target, Mapping[str, Any]], tuple[torch.Tensor, torch.Tensor]
+]
+
+
 def path_integral(  # noqa: PLR0917 - internal, called once with all of them
     model: nn.Module,
     x: torch.Tensor,
@@ -105,11 +111,15 @@ def path_integral(  # noqa: PLR0917 - internal, called once with all of them
     chunk: int,
     progress: bool | None,
     fwd: ForwardArgs = NO_ARGS,
+    gradients: PointGradients | None = None,
+    desc: str = "integrated_gradients",
 ) -> torch.Tensor:
     """``(x - x') * sum_j w_j dF(x' + a_j (x - x'))/dx`` for every sample, chunked over ``B * n`` points.
 
     Points are made per chunk (never all at once); gradients are summed into one accumulator. Each
-    point gets its sample's rows of the forward's keyword arguments ``fwd``.
+    point gets its sample's rows of the forward's keyword arguments ``fwd``. ``gradients(points,
+    sample, target, kw) -> (dF/dpoints, F)``: how a chunk of points is differentiated (default: points
+    are the model's inputs; ``layer_integrated_gradients`` puts them in place of a layer's output).
     """
     b, n = x.shape[0], alphas.numel()
     a = alphas.to(device=x.device, dtype=x.dtype)
@@ -122,13 +132,14 @@ def path_integral(  # noqa: PLR0917 - internal, called once with all of them
         sample, step = idc // n, idc % n
         pts = xb[sample] + a[step].view(view) * diff[sample]
         tc = classes[sample] if isinstance(classes, torch.Tensor) else classes
-        g, s, _ = input_gradients(model, pts, tc, fwd.rows(sample))
+        if gradients is None:
+            g, s, _ = input_gradients(model, pts, tc, fwd.rows(sample))
+        else:
+            g, s = gradients(pts, sample, tc, fwd.rows(sample))
         acc.index_add_(0, sample, g * w[step].view(view))
         return s
 
-    batched(
-        one, torch.arange(b * n, device=x.device), chunk=chunk, progress=progress, desc="integrated_gradients"
-    )
+    batched(one, torch.arange(b * n, device=x.device), chunk=chunk, progress=progress, desc=desc)
     return diff * acc
 
 

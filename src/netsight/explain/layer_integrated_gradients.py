@@ -25,7 +25,6 @@ from netsight.errors import ArgumentError, ExplainError
 
 from ._common import (
     TargetSpec,
-    batched,
     chunk_size,
     layer_outputs,
     output_replacer,
@@ -37,7 +36,7 @@ from ._common import (
 from ._explanation import Explanation
 from ._forward import forward_args
 from ._registry import register
-from .integrated_gradients import nodes
+from .integrated_gradients import nodes, path_integral
 
 
 def _default_layer(model: nn.Module) -> str:
@@ -117,40 +116,26 @@ def layer_integrated_gradients(
                 f"layer: {name!r} outputs {a1.dtype} values, which cannot be interpolated; pick a layer with "
                 "a floating output (the embeddings)."
             )
-        b, n = x.shape[0], alphas.numel()
-        a = alphas.to(device=x.device, dtype=a1.dtype)
-        w = weights.to(device=x.device, dtype=a1.dtype)
-        diff = a1 - a0
-        acc = torch.zeros_like(a1)
-        view = (-1,) + (1,) * (a1.dim() - 1)
         box: dict[str, torch.Tensor] = {}
+
+        def at_layer(
+            pts: torch.Tensor, sample: torch.Tensor, tc: Any, kw: Mapping[str, Any]
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            box["new"] = pts = pts.detach().requires_grad_(True)  # the layer's output for these rows
+            with torch.enable_grad():
+                f = score(model(x[sample], **kw), tc)
+                (g,) = torch.autograd.grad(f.sum(), pts)
+            return g, f.detach()
 
         handle = s.hooks.forward(module, output_replacer(box))
         try:
-
-            def one(idc: torch.Tensor) -> torch.Tensor:
-                sample, step = idc // n, idc % n
-                pts = (a0[sample] + a[step].view(view) * diff[sample]).requires_grad_(True)
-                box["new"] = pts
-                tc = classes[sample] if isinstance(t, torch.Tensor) else t
-                with torch.enable_grad():
-                    out = model(x[sample], **fwd.rows(sample))
-                    f = score(out, tc)
-                    (g,) = torch.autograd.grad(f.sum(), pts)
-                acc.index_add_(0, sample, g * w[step].view(view))
-                return f.detach()
-
-            batched(
-                one,
-                torch.arange(b * n, device=x.device),
-                chunk=chunk,
-                progress=progress,
-                desc="layer_integrated_gradients",
-            )
+            full = path_integral(
+                model, a1, a0, tt, alphas, weights, chunk=chunk, progress=progress, fwd=fwd,
+                gradients=at_layer, desc="layer_integrated_gradients",
+            )  # fmt: skip
         finally:
             handle.remove()
             box.clear()
-    full = diff * acc
     attributions = full
     while attributions.dim() > x.dim():
         attributions = attributions.sum(dim=-1)
@@ -164,7 +149,7 @@ def layer_integrated_gradients(
         meta={
             "layer_attributions": full,
             "completeness_error": err,
-            "steps": n,
+            "steps": alphas.numel(),
             "options": {"rule": rule, "steps": steps, "max_batch": max_batch},
             "passes": s.calls,
         },
