@@ -140,19 +140,21 @@ class ParamStats:
         :data:`_PAIRWISE_ABOVE` elements on a CPU, squared into the reused buffer and summed pairwise."""
         if self._norm is not None or not tensors or tensors[0].device.type != "cpu":
             return _l2(tensors, self._norm)  # (accelerators' fused kernel reduces as a tree already)
-        big = [i for i, t in enumerate(tensors) if t.numel() > _PAIRWISE_ABOVE and t.dtype == torch.float32]
-        if not big:
+
+        def big(t: torch.Tensor) -> bool:
+            return t.numel() > _PAIRWISE_ABOVE and t.dtype == torch.float32
+
+        small = [t for t in tensors if not big(t)]
+        if len(small) == len(tensors):
             return _l2(tensors, None)
-        out = torch.empty(len(tensors), dtype=torch.float32)
-        is_big = set(big)
-        small = [i for i in range(len(tensors)) if i not in is_big]
-        if small:
-            out[small] = _l2([tensors[i] for i in small], None)
-        for i in big:
-            flat = tensors[i].reshape(-1)
-            out[i] = torch.mul(flat, flat, out=self._buffer(flat.numel(), torch.float32, flat.device)).sum()
-        out[big] = out[big].sqrt()
-        return out
+        fused = iter(torch._foreach_norm(small, 2) if small else [])
+        norms = [self._pairwise_l2(t) if big(t) else next(fused) for t in tensors]
+        return torch.stack(norms).float()
+
+    def _pairwise_l2(self, t: torch.Tensor) -> torch.Tensor:
+        """The L2 norm of ``t`` from its squares in the reused buffer, summed pairwise by ``sum``."""
+        flat = t.reshape(-1)
+        return torch.mul(flat, flat, out=self._buffer(flat.numel(), flat.dtype, flat.device)).sum().sqrt()
 
     def _buffer(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """``n`` elements of one scratch buffer kept across steps (sized for the largest parameter)."""
